@@ -1,0 +1,32 @@
+"""Shared fixtures: paths, the shared data folder, generated images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+def smooth_colour_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A colourful ``(H, W, 3)`` uint8 test image: gradients plus a few coloured blocks."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    image = np.stack(
+        [128 + 100 * np.sin(x / 17.0 + seed), 128 + 100 * np.cos(y / 23.0), 128 + 90 * np.sin((x + y) / 31.0)], axis=2
+    )
+    for _ in range(4):
+        top, left = rng.integers(0, height // 2), rng.integers(0, width // 2)
+        image[top : top + height // 4, left : left + width // 4] = rng.integers(0, 256, 3)
+    return image.clip(0, 255).astype(np.uint8)

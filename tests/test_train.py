@@ -1,0 +1,111 @@
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from tests.conftest import smooth_colour_image
+from vidcolor.bins import soft_encode
+from vidcolor.cli import main
+from vidcolor.models import VidNet, load_model
+from vidcolor.train.data import degrade_lightness, find_images, load_image_set, random_crops
+from vidcolor.train.losses import ab_mse, rebalanced_cross_entropy
+
+
+def test_rebalanced_cross_entropy_hand_value():
+    bins = torch.tensor([[0.0, 0.0], [100.0, 0.0]])
+    ab = torch.zeros(1, 2, 1, 1)  # exactly on bin 0: the target is one-hot there (bin 1 is far)
+    logits = torch.tensor([1.0, 0.0]).view(1, 2, 1, 1)
+    weights = torch.tensor([2.0, 0.5])
+    expected = 2.0 * -math.log(math.exp(1) / (math.exp(1) + 1))
+    assert rebalanced_cross_entropy(logits, ab, bins, weights).item() == pytest.approx(expected, rel=1e-5)
+    target = soft_encode(ab, bins)
+    assert target[0, :, 0, 0].tolist() == pytest.approx([1.0, 0.0])
+
+
+def test_ab_mse_scale():
+    assert ab_mse(torch.full((1, 2, 2, 2), 11.0), torch.zeros(1, 2, 2, 2)).item() == pytest.approx(0.01)
+
+
+def test_random_crops_and_degradation_ranges():
+    images = torch.randint(0, 256, (4, 3, 40, 40), dtype=torch.uint8)
+    crops = random_crops(images, 32, torch.Generator().manual_seed(0))
+    assert crops.shape == (4, 3, 32, 32) and crops.min() >= 0 and crops.max() <= 1
+    # a crop is a window of the source, possibly flipped
+    source = images[0].float() / 255
+    found = any(
+        torch.equal(crops[0], window) or torch.equal(crops[0], window.flip(-1))
+        for top in range(9)
+        for left in range(9)
+        for window in [source[:, top : top + 32, left : left + 32]]
+    )
+    assert found
+    lightness = torch.rand(8, 1, 32, 32) * 100
+    degraded = degrade_lightness(lightness, torch.Generator().manual_seed(0))
+    assert degraded.shape == lightness.shape and degraded.min() >= 0 and degraded.max() <= 100
+    assert not torch.equal(degraded, lightness)
+
+
+@pytest.fixture
+def image_folders(tmp_path):
+    train, val = tmp_path / "train", tmp_path / "val"
+    (train / "sub").mkdir(parents=True)
+    val.mkdir()
+    for i in range(6):
+        Image.fromarray(smooth_colour_image(80, 96, seed=i)).save(train / "sub" / f"c{i}.png")
+    Image.fromarray(np.full((80, 80, 3), 128, np.uint8)).save(train / "grey.jpg")
+    (train / "broken.jpg").write_bytes(b"not an image")
+    Image.fromarray(smooth_colour_image(64, 64, seed=9)).save(val / "v.png")
+    return train, val
+
+
+def test_image_set_skips_grey_and_unreadable(image_folders):
+    train, _ = image_folders
+    paths = find_images([train])
+    image_set = load_image_set(paths, 64)
+    assert len(image_set.paths) == 6 and image_set.skipped_grey == 1 and image_set.skipped_unreadable == 1
+    assert image_set.images.shape == (6, 3, 64, 64) and image_set.images.dtype == torch.uint8
+
+
+@pytest.mark.parametrize("loss", ["classification", "regression"])
+def test_train_cli_checkpoints_resumes_and_exports(image_folders, tmp_path, loss):
+    train, val = image_folders
+    out = tmp_path / "run"
+    common = [
+        str(train),
+        "--val",
+        str(val),
+        "--out",
+        str(out),
+        "--size",
+        "32",
+        "--batch-size",
+        "4",
+        "--widths",
+        "8,8,16,16",
+        "--checkpoint-every",
+        "2",
+        "--loss",
+        loss,
+        "--device",
+        "cpu",
+    ]
+    runner = CliRunner()
+    first = runner.invoke(main, ["train", *common, "--steps", "4", "--degrade", "--bins", "data"])
+    assert first.exit_code == 0, first.output
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert checkpoint["step"] == 4
+    second = runner.invoke(main, ["train", *common, "--steps", "6", "--resume"])
+    assert second.exit_code == 0, second.output
+    assert "resuming" in second.output
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 6
+    model = load_model(out / "model.safetensors")
+    assert isinstance(model, VidNet) and model.kind == loss
+    card = json.loads((out / "model.json").read_text())
+    assert card["loss"] == loss and card["steps"] in (2, 4, 6) and "psnr" in card["validation_at_256px"]["model"]
+    assert card["command"].startswith("vidcolor train")
+    # the resumed checkpoint loads as a model too
+    assert isinstance(load_model(out / "checkpoint.pt"), VidNet)

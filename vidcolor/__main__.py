@@ -1,0 +1,5 @@
+"""``python -m vidcolor`` runs the command line."""
+
+from vidcolor.cli import main
+
+main()

@@ -1,0 +1,224 @@
+"""Quantised ab colour bins, soft-encoding, the rebalancing prior and decodings.
+
+The ab plane is cut into square cells of side ``GRID_SPACING`` = 10 centred on multiples
+of 10. ``GRID_VALUES`` (-110 .. 110, 23 values) are the cell centres along each axis.
+
+* Joint bins: ``(Q, 2)`` tensors of ab cell centres.
+  - :func:`gamut_bins`: the 261 cells that hold at least one 8-bit sRGB colour.
+  - :func:`data_bins`: the cells present in a training set (Halim et al.).
+  - Zhang et al.'s 313 bins come from the ECCV16 weight file (see ``models.eccv16``).
+* Per-channel bins (Melas-Kyriazi & Han): the 23 ``GRID_VALUES`` on each of a and b. They
+  line up with the joint grid so a joint distribution marginalises onto them exactly
+  (the paper used 25 bins per channel; 23 keeps the grid shared).
+
+Distributions are laid out ``(B, Q, H, W)``; ab images ``(B, 2, H, W)`` in Lab units.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import torch
+
+GRID_SPACING = 10.0
+GRID_VALUES = np.arange(-110.0, 111.0, GRID_SPACING, dtype=np.float32)
+GRID_SIZE = len(GRID_VALUES)  # 23
+SOFT_NEIGHBOURS = 5
+SOFT_SIGMA = 5.0
+PRIOR_SIGMA = 5.0
+REBALANCE_LAMBDA = 0.5
+ANNEAL_TEMPERATURE = 0.38
+DECODINGS = ("mean", "annealed", "mode")
+
+
+def grid_cells(ab: torch.Tensor) -> torch.Tensor:
+    """Grid cell of each ab value.
+
+    Args:
+        ab: ``(..., 2)`` ab values in Lab units.
+    Returns:
+        ``(..., 2)`` long tensor of (a, b) cell indices in [0, 22] (clamped at the edges).
+    """
+    index = torch.round((ab - float(GRID_VALUES[0])) / GRID_SPACING).long()
+    return index.clamp(0, GRID_SIZE - 1)
+
+
+def cells_to_centres(cells: torch.Tensor) -> torch.Tensor:
+    """``(Q, 2)`` cell indices -> ``(Q, 2)`` float32 ab centres."""
+    return cells.float() * GRID_SPACING + float(GRID_VALUES[0])
+
+
+@functools.lru_cache(maxsize=1)
+def _gamut_cells() -> torch.Tensor:
+    from vidcolor.color import rgb_to_lab
+
+    levels = torch.unique(torch.cat((torch.arange(0, 256, 3), torch.tensor([255])))).double() / 255.0
+    r, g, b = torch.meshgrid(levels, levels, levels, indexing="ij")
+    rgb = torch.stack((r, g, b)).reshape(3, 1, -1)
+    ab = rgb_to_lab(rgb)[1:].reshape(2, -1).T
+    cells = torch.unique(grid_cells(ab), dim=0)
+    return cells
+
+
+def gamut_bins() -> torch.Tensor:
+    """The joint bins that hold at least one 8-bit sRGB colour.
+
+    A cell counts when some sRGB colour (sampled every 3rd level of each 8-bit channel, plus
+    255, which finds the same cells as all 16.7 M colours) falls in it. There are 261.
+
+    Returns:
+        ``(261, 2)`` float32 ab centres, sorted by (a, b).
+    """
+    return cells_to_centres(_gamut_cells())
+
+
+def ab_histogram(ab: torch.Tensor) -> torch.Tensor:
+    """Count ab values per grid cell.
+
+    Args:
+        ab: ``(B, 2, H, W)`` ab values.
+    Returns:
+        ``(23, 23)`` float64 counts indexed [a cell, b cell].
+    """
+    cells = grid_cells(ab.movedim(1, -1).reshape(-1, 2))
+    flat = cells[:, 0] * GRID_SIZE + cells[:, 1]
+    counts = torch.bincount(flat, minlength=GRID_SIZE * GRID_SIZE)
+    return counts.double().reshape(GRID_SIZE, GRID_SIZE).cpu()
+
+
+def data_bins(histogram: torch.Tensor, min_fraction: float = 1e-6) -> torch.Tensor:
+    """Joint bins present in a training set (Halim et al.).
+
+    Args:
+        histogram: ``(23, 23)`` counts from :func:`ab_histogram` summed over the data.
+        min_fraction: a cell is kept when it holds at least this share of all pixels.
+    Returns:
+        ``(Q, 2)`` float32 ab centres of the cells kept.
+    """
+    share = histogram / histogram.sum().clamp_min(1)
+    cells = torch.nonzero(share >= min_fraction)
+    if len(cells) == 0:
+        raise ValueError("the histogram is empty: no colour bins can be derived from it")
+    return cells_to_centres(cells)
+
+
+def _gaussian_smooth(grid: np.ndarray, sigma_cells: float) -> np.ndarray:
+    """Separable Gaussian blur of a 2-D array (zero padding), sigma in cells."""
+    radius = max(1, int(math.ceil(3 * sigma_cells)))
+    offsets = np.arange(-radius, radius + 1)
+    kernel = np.exp(-(offsets**2) / (2 * sigma_cells**2))
+    kernel /= kernel.sum()
+    padded = np.pad(grid, radius)
+    rows = sum(kernel[i] * padded[i : i + grid.shape[0], :] for i in range(len(kernel)))
+    return sum(kernel[i] * rows[:, i : i + grid.shape[1]] for i in range(len(kernel)))
+
+
+def empirical_prior(histogram: torch.Tensor, bins: torch.Tensor, sigma: float = PRIOR_SIGMA) -> torch.Tensor:
+    """The smoothed empirical distribution p~ of the bins.
+
+    Args:
+        histogram: ``(23, 23)`` ab counts over the training set.
+        bins: ``(Q, 2)`` ab bin centres (on the grid).
+        sigma: Gaussian smoothing over the ab plane, in ab units (5 = half a cell).
+    Returns:
+        ``(Q,)`` float32 probabilities summing to 1.
+    """
+    counts = histogram.double().numpy()
+    smooth = _gaussian_smooth(counts, sigma / GRID_SPACING) if sigma > 0 else counts
+    cells = grid_cells(bins)
+    prior = torch.from_numpy(smooth)[cells[:, 0], cells[:, 1]]
+    total = prior.sum()
+    if total <= 0:
+        raise ValueError("no training colour falls in any bin: the prior is empty")
+    return (prior / total).float()
+
+
+def rebalance_weights(prior: torch.Tensor, lam: float = REBALANCE_LAMBDA) -> torch.Tensor:
+    """Class-rebalancing weights (Zhang et al. eq. 4).
+
+    w proportional to ((1 - lam) p~ + lam / Q)^-1, normalised so that E_p~[w] = 1.
+
+    Args:
+        prior: ``(Q,)`` smoothed empirical bin probabilities.
+        lam: mixing weight of the uniform distribution, in [0, 1].
+    Returns:
+        ``(Q,)`` float32 weights.
+    """
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"lambda must be in [0, 1], got {lam}")
+    q = prior.numel()
+    weights = 1.0 / ((1.0 - lam) * prior.double() + lam / q)
+    weights = weights / (prior.double() * weights).sum()
+    return weights.float()
+
+
+def soft_encode(
+    ab: torch.Tensor, bins: torch.Tensor, neighbours: int = SOFT_NEIGHBOURS, sigma: float = SOFT_SIGMA
+) -> torch.Tensor:
+    """Spread each ab value over its nearest bins with Gaussian weights.
+
+    Args:
+        ab: ``(B, 2, H, W)`` ab values.
+        bins: ``(Q, 2)`` ab bin centres.
+        neighbours: how many nearest bins share each value (k).
+        sigma: Gaussian width in ab units.
+    Returns:
+        ``(B, Q, H, W)`` target distribution (sums to 1 over Q).
+    """
+    b, _, h, w = ab.shape
+    points = ab.movedim(1, -1).reshape(-1, 2).float()
+    centres = bins.to(points.device, torch.float32)
+    distance = torch.cdist(points, centres)  # (N, Q)
+    k = min(neighbours, centres.shape[0])
+    near_d, near_i = distance.topk(k, dim=1, largest=False)
+    weight = torch.exp(-(near_d**2) / (2 * sigma**2))
+    weight = weight / weight.sum(dim=1, keepdim=True)
+    target = torch.zeros_like(distance).scatter_(1, near_i, weight)
+    return target.reshape(b, h, w, -1).movedim(-1, 1)
+
+
+def decode(
+    logits: torch.Tensor, bins: torch.Tensor, method: str = "annealed", temperature: float = ANNEAL_TEMPERATURE
+) -> torch.Tensor:
+    """Turn per-pixel bin scores into ab colours.
+
+    Args:
+        logits: ``(B, Q, H, W)`` unnormalised log-probabilities.
+        bins: ``(Q, 2)`` ab bin centres.
+        method: ``mean`` (expectation), ``annealed`` (expectation of softmax(log p / T),
+            Zhang et al.) or ``mode`` (centre of the most likely bin).
+        temperature: T for ``annealed``; T = 1 is the mean, T -> 0 the mode.
+    Returns:
+        ``(B, 2, H, W)`` ab values in Lab units.
+    """
+    centres = bins.to(logits.device, logits.dtype)
+    if method == "mode":
+        return centres[logits.argmax(dim=1)].movedim(-1, 1)
+    if method == "mean":
+        probs = torch.softmax(logits, dim=1)
+    elif method == "annealed":
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        probs = torch.softmax(logits / temperature, dim=1)
+    else:
+        raise ValueError(f"unknown decoding {method!r}; choose from {', '.join(DECODINGS)}")
+    return torch.einsum("bqhw,qc->bchw", probs, centres)
+
+
+def marginalize(probs: torch.Tensor, bins: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Marginalise joint distributions onto the per-channel a and b bins.
+
+    Args:
+        probs: ``(B, Q, H, W)`` joint probabilities over ``bins``.
+        bins: ``(Q, 2)`` ab centres on the grid.
+    Returns:
+        ``(probs_a, probs_b)``, each ``(B, 23, H, W)`` over ``GRID_VALUES``.
+    """
+    cells = grid_cells(bins.to(probs.device))
+    one_hot_a = torch.nn.functional.one_hot(cells[:, 0], GRID_SIZE).to(probs.dtype)
+    one_hot_b = torch.nn.functional.one_hot(cells[:, 1], GRID_SIZE).to(probs.dtype)
+    probs_a = torch.einsum("bqhw,qk->bkhw", probs, one_hot_a)
+    probs_b = torch.einsum("bqhw,qk->bkhw", probs, one_hot_b)
+    return probs_a, probs_b

@@ -1,0 +1,208 @@
+"""The ``vidcolor`` command line: colorize (videos and images), train, eval."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from vidcolor import __version__
+from vidcolor.bins import ANNEAL_TEMPERATURE
+
+DECODE_CHOICES = ("annealed", "mean", "mode", "mrf")
+
+
+class DefaultGroup(click.Group):
+    """A group whose first argument, when it names no sub-command, goes to ``colorize``."""
+
+    default_command = "colorize"
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            args = [self.default_command, *args]
+        elif not args:
+            args = [self.default_command, "--help"]
+        ctx.meta["vidcolor.argv"] = list(args)
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="vidcolor")
+def main() -> None:
+    """Colorize black-and-white films and photographs.
+
+    \b
+      vidcolor film.mp4 -o film_color.mp4     colorize a film (audio and subtitles kept)
+      vidcolor photo.jpg                      writes photo_color.jpg
+      vidcolor train DATA_DIR --out runs/x    train a colorizer
+      vidcolor eval photos/ -o report/        measure quality against ground truth
+    """
+
+
+def model_options(function):
+    """Options shared by the commands that run a model."""
+    options = [
+        click.option(
+            "--model",
+            default="default",
+            show_default=True,
+            help="'default', or a weight file (.safetensors, or Zhang et al.'s eccv16/siggraph17 .pth).",
+        ),
+        click.option(
+            "--size", default=256, show_default=True, type=int, help="Network input side in pixels (multiple of 16)."
+        ),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
+        click.option(
+            "--temperature", type=float, help=f"Temperature of the annealed mean (default {ANNEAL_TEMPERATURE})."
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output file, or a folder for several inputs.")
+@model_options
+@click.option(
+    "--decode",
+    "decode_method",
+    type=click.Choice(DECODE_CHOICES),
+    help="How a colour distribution becomes a colour (default: the model card's choice).",
+)
+@click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only errors and a final summary.")
+def colorize(
+    inputs: tuple[Path, ...],
+    output: Path | None,
+    model: str,
+    size: int,
+    device: str,
+    temperature: float | None,
+    decode_method: str | None,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
+    """Colorize images and videos (told apart by their content)."""
+    from vidcolor.runner import run_colorize
+
+    failures = run_colorize(
+        list(inputs),
+        output,
+        model=model,
+        size=size,
+        device=device,
+        decode_method=decode_method,
+        temperature=temperature,
+        overwrite=overwrite,
+        quiet=quiet,
+    )
+    sys.exit(1 if failures else 0)
+
+
+@main.command()
+@click.argument("data", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--out",
+    default="runs/train",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Folder for checkpoints and the exported model.",
+)
+@click.option(
+    "--val", type=click.Path(exists=True, path_type=Path), help="Folder of colour images to validate on each epoch."
+)
+@click.option(
+    "--loss", type=click.Choice(["classification", "regression"]), default="classification", show_default=True
+)
+@click.option(
+    "--bins",
+    type=click.Choice(["gamut", "data"]),
+    default="gamut",
+    show_default=True,
+    help="In-gamut ab cells, or the cells present in the data.",
+)
+@click.option("--size", default=128, show_default=True, type=int, help="Training crop side in pixels (multiple of 16).")
+@click.option("--epochs", type=int, help="Passes over the data (default 1 unless --steps).")
+@click.option("--steps", type=int, help="Optimiser steps in all (overrides --epochs).")
+@click.option("--max-minutes", type=float, help="Stop (checkpointed and exported) after this long.")
+@click.option("--batch-size", default=32, show_default=True, type=int)
+@click.option("--lr", default=1e-3, show_default=True, type=float)
+@click.option(
+    "--widths", default="32,64,128,256", show_default=True, help="vidnet channel widths at 1/2, 1/4, 1/8, 1/16."
+)
+@click.option("--rebalance-lambda", default=0.5, show_default=True, type=float)
+@click.option(
+    "--degrade", is_flag=True, help="Old-film degradations (grain, blur, fading, tone, scratches) on the input."
+)
+@click.option("--val-limit", type=int, help="Validate on at most this many images.")
+@click.option("--checkpoint-every", default=500, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int, help="Threads loading images.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt.")
+def train(
+    data: tuple[Path, ...],
+    out: Path,
+    val: Path | None,
+    loss: str,
+    bins: str,
+    size: int,
+    epochs: int | None,
+    steps: int | None,
+    max_minutes: float | None,
+    batch_size: int,
+    lr: float,
+    widths: str,
+    rebalance_lambda: float,
+    degrade: bool,
+    val_limit: int | None,
+    checkpoint_every: int,
+    workers: int,
+    device: str,
+    seed: int,
+    resume: bool,
+) -> None:
+    """Train a colorizer on folders of colour images."""
+    from vidcolor.models.vidnet import VidNetConfig
+    from vidcolor.train.loop import TrainConfig
+    from vidcolor.train.loop import train as run_training
+
+    if size % 16:
+        raise click.BadParameter("must be a multiple of 16", param_hint="--size")
+    try:
+        width_tuple = tuple(int(w) for w in widths.split(","))
+        if len(width_tuple) != 4:
+            raise ValueError
+    except ValueError:
+        raise click.BadParameter("four comma-separated integers", param_hint="--widths") from None
+    config = TrainConfig(
+        data=[str(d) for d in data],
+        out=str(out),
+        val=str(val) if val else None,
+        loss=loss,
+        bins=bins,
+        size=size,
+        epochs=epochs,
+        steps=steps,
+        max_minutes=max_minutes,
+        batch_size=batch_size,
+        lr=lr,
+        rebalance_lambda=rebalance_lambda,
+        degrade=degrade,
+        workers=workers,
+        checkpoint_every=checkpoint_every,
+        val_limit=val_limit,
+        device=device,
+        seed=seed,
+        net=VidNetConfig(widths=width_tuple).to_dict(),
+        command="vidcolor " + shlex.join(click.get_current_context().meta.get("vidcolor.argv", sys.argv[1:])),
+    )
+    run_training(config, resume=resume)
+
+
+if __name__ == "__main__":
+    main()

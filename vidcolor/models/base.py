@@ -1,0 +1,32 @@
+"""What every colorization network offers the rest of vidcolor."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ColorNet(nn.Module):
+    """Base class: a network from normalised lightness to colour.
+
+    Subclasses set ``kind``:
+
+    * ``"classification"``: ``forward`` returns ``(B, Q, h, w)`` logits over the bins in
+      the ``bins`` buffer (``(Q, 2)`` ab centres, Lab units);
+    * ``"regression"``: ``forward`` returns ``(B, 2, h, w)`` ab in Lab units.
+
+    The input is ``(B, 1, H, W)`` lightness normalised as ``(L - 50) / 100``. ``h, w`` may be a
+    fraction of ``H, W`` (``output_stride``); callers upsample the colour.
+    """
+
+    kind: str = "classification"
+    output_stride: int = 4
+    architecture: str = ""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("bins", torch.zeros(0, 2), persistent=False)
+
+    def set_bins(self, bins: torch.Tensor) -> None:
+        """Store the ``(Q, 2)`` ab bin centres this network's logits refer to."""
+        self.bins = bins.detach().float().to(self.bins.device)

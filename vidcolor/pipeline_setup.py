@@ -1,0 +1,29 @@
+"""Build a :class:`Colorizer` from command-line choices and the model card's defaults."""
+
+from __future__ import annotations
+
+from vidcolor.bins import ANNEAL_TEMPERATURE
+from vidcolor.colorizer import Colorizer, DecodeSettings, resolve_device
+from vidcolor.errors import VidcolorError
+from vidcolor.models import load_model, model_card
+
+
+def default_decoding(model: str) -> DecodeSettings:
+    """The decoding a model's card recommends, else the annealed mean (T = 0.38)."""
+    card = model_card(model) if model.endswith(".safetensors") or model == "default" else {}
+    chosen = card.get("default_decoding") or {}
+    return DecodeSettings(chosen.get("method", "annealed"), float(chosen.get("temperature", ANNEAL_TEMPERATURE)))
+
+
+def build_colorizer(
+    model: str, size: int, device: str, decode_method: str | None, temperature: float | None
+) -> Colorizer:
+    """Load ``model`` and wrap it with the chosen (or the model's default) decoding."""
+    network = load_model(model)
+    preferred = default_decoding(model)
+    method = decode_method or preferred.method
+    if temperature is None:
+        temperature = preferred.temperature if method == preferred.method else ANNEAL_TEMPERATURE
+    if network.kind == "regression" and decode_method not in (None, "annealed"):
+        raise VidcolorError(f"{model}: predicts ab directly, so --decode {decode_method} does not apply to it")
+    return Colorizer(network, resolve_device(device), size, DecodeSettings(method, temperature))

@@ -1,0 +1,1 @@
+"""Training vidcolor's colorization networks (``vidcolor train``)."""

@@ -1,0 +1,297 @@
+"""The training loop of ``vidcolor train``: resumable, checkpointed, validated, exported.
+
+A checkpoint (``OUT/checkpoint.pt``) holds the model, the optimiser, the step, the
+configuration, the bins and the rebalancing weights, so ``--resume`` continues a killed run
+exactly where it stopped. Each time validation improves, the model is exported to
+``OUT/model.safetensors`` with a JSON model card ``OUT/model.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from vidcolor.bins import ab_histogram, data_bins, empirical_prior, gamut_bins, rebalance_weights
+from vidcolor.color import normalize_lightness, rgb_to_lab
+from vidcolor.colorizer import Colorizer, DecodeSettings
+from vidcolor.evaluation import colorize_and_score, mean_scores
+from vidcolor.models import build_vidnet, save_vidnet
+from vidcolor.models.vidnet import VidNet, VidNetConfig
+from vidcolor.train.data import degrade_lightness, find_images, load_image_set, random_crops, steps_per_epoch
+from vidcolor.train.losses import ab_mse, rebalanced_cross_entropy
+
+CHECKPOINT_NAME = "checkpoint.pt"
+MODEL_NAME = "model.safetensors"
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on (saved in checkpoints and the model card)."""
+
+    data: list[str]
+    out: str = "runs/train"
+    val: str | None = None
+    loss: str = "classification"  # or "regression"
+    bins: str = "gamut"  # or "data"
+    size: int = 128  # crop side during training
+    epochs: int | None = None
+    steps: int | None = None
+    max_minutes: float | None = None
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 200
+    rebalance_lambda: float = 0.5
+    degrade: bool = False
+    workers: int = 2
+    checkpoint_every: int = 500
+    val_limit: int | None = None
+    val_size: int = 256
+    device: str = "auto"
+    seed: int = 0
+    net: dict = field(default_factory=lambda: VidNetConfig().to_dict())
+    command: str = ""
+
+    @property
+    def cache_size(self) -> int:
+        """Side of the square images held in memory (crops are cut from them)."""
+        return int(math.ceil(self.size * 1.25 / 16) * 16)
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    )
+
+
+def _learning_rate(config: TrainConfig, step: int, total: int, time_fraction: float = 0.0) -> float:
+    """Linear warm-up, then cosine decay to 5 % over the steps or the time budget, whichever ends first."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = max(time_fraction, (step - config.warmup_steps) / max(1, total - config.warmup_steps))
+    return config.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def _atomic_save(obj: dict, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _validate(model: VidNet, val_images: torch.Tensor, device: torch.device, size: int) -> dict:
+    colorizer = Colorizer(model, device=device, size=size, decode=DecodeSettings())
+    model_scores, grey_scores = [], []
+    for image in val_images:
+        ours, grey = colorize_and_score(colorizer, image.float() / 255.0)
+        model_scores.append(ours)
+        grey_scores.append(grey)
+    return {"model": mean_scores(model_scores), "grey": mean_scores(grey_scores)}
+
+
+def train(config: TrainConfig, resume: bool = False, console: Console | None = None) -> Path:
+    """Train a vidnet; returns the path of the exported safetensors file."""
+    console = console or Console(stderr=True)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = out / CHECKPOINT_NAME
+    checkpoint = None
+    if resume and checkpoint_path.exists():
+        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        saved = checkpoint["config"]
+        # the data, bins and network come from the checkpoint; the schedule from the command line
+        for key in ("loss", "bins", "size", "net", "rebalance_lambda"):
+            setattr(config, key, saved[key])
+        console.print(f"resuming from {checkpoint_path} at step {checkpoint['step']}")
+    elif resume:
+        console.print(f"no checkpoint in {out}; starting afresh")
+
+    device = torch.device(
+        "cuda"
+        if config.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if config.device == "auto" else config.device)
+    )
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed + (checkpoint["step"] if checkpoint else 0))
+
+    paths = find_images([Path(p) for p in config.data])
+    if not paths:
+        raise SystemExit(f"no images found in {', '.join(config.data)}")
+    with _progress(console) as progress:
+        task = progress.add_task("loading images", total=len(paths), info="")
+        image_set = load_image_set(paths, config.cache_size, config.workers, lambda: progress.advance(task))
+    console.print(
+        f"{len(image_set.paths)} training images ({image_set.skipped_grey} near-grey and "
+        f"{image_set.skipped_unreadable} unreadable skipped), held at {config.cache_size} px"
+    )
+    if len(image_set.paths) == 0:
+        raise SystemExit("no usable colour images to train on")
+    images = image_set.images.to(device)
+
+    val_images = None
+    if config.val:
+        val_paths = find_images([Path(config.val)])[: config.val_limit]
+        val_set = load_image_set(val_paths, config.val_size, config.workers)
+        val_images = val_set.images
+        console.print(f"{len(val_set.paths)} validation images at {config.val_size} px")
+
+    net_config = VidNetConfig.from_dict({**config.net, "kind": config.loss})
+    if checkpoint is not None:
+        bins = checkpoint.get("bins")
+        weights = checkpoint.get("weights")
+        histogram = checkpoint.get("histogram")
+    else:
+        histogram = torch.zeros(23, 23, dtype=torch.float64)
+        for chunk in images.split(64):
+            lab = rgb_to_lab(chunk.float() / 255.0)
+            histogram += ab_histogram(torch.nn.functional.avg_pool2d(lab[:, 1:], 4))
+        bins = weights = None
+        if config.loss == "classification":
+            bins = gamut_bins() if config.bins == "gamut" else data_bins(histogram)
+            weights = rebalance_weights(empirical_prior(histogram, bins), config.rebalance_lambda)
+    if config.loss == "classification":
+        net_config = VidNetConfig.from_dict({**net_config.to_dict(), "num_bins": len(bins)})
+    config.net = net_config.to_dict()
+    model = build_vidnet(net_config, bins).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    step = 0
+    best = {"auc": -1.0, "metrics": None}
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"], strict=False)
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        step = int(checkpoint["step"])
+        best = checkpoint.get("best", best)
+
+    per_epoch = steps_per_epoch(len(images), config.batch_size)
+    validate_every = max(per_epoch, config.checkpoint_every)
+    total = config.steps or (config.epochs or 1) * per_epoch
+    use_amp = device.type == "cuda"
+    console.print(
+        f"training {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters on {device} "
+        f"({config.loss}, {len(bins) if bins is not None else 2} outputs), steps {step} -> {total}"
+    )
+    started = time.monotonic()
+    deadline = started + config.max_minutes * 60 if config.max_minutes else None
+
+    def time_fraction() -> float:
+        return (time.monotonic() - started) / (config.max_minutes * 60) if config.max_minutes else 0.0
+
+    def save_checkpoint() -> None:
+        _atomic_save(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "step": step,
+                "config": asdict(config),
+                "bins": bins,
+                "weights": weights,
+                "histogram": histogram,
+                "best": best,
+            },
+            checkpoint_path,
+        )
+
+    def export(metrics: dict | None, epoch: float) -> None:
+        card = {
+            "architecture": "vidnet",
+            "net": net_config.to_dict(),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "bins": {
+                "kind": config.bins if config.loss == "classification" else None,
+                "count": len(bins) if bins is not None else 0,
+            },
+            "loss": config.loss,
+            "rebalance_lambda": config.rebalance_lambda,
+            "default_decoding": asdict(DecodeSettings()),
+            "data": {"train": config.data, "train_images": len(image_set.paths), "val": config.val},
+            "command": config.command,
+            "steps": step,
+            "epochs": round(epoch, 2),
+            "batch_size": config.batch_size,
+            "crop_size": config.size,
+            "validation_at_256px": metrics,
+        }
+        save_vidnet(model, out / MODEL_NAME, extra={"card": card})
+        (out / "model.json").write_text(json.dumps(card, indent=2) + "\n")
+
+    model.train()
+    window_loss, window_images, window_start = torch.zeros((), device=device), 0, time.perf_counter()
+    order = torch.randperm(len(images), generator=generator)
+    with _progress(console) as progress:
+        task = progress.add_task("training", total=total, completed=step, info="")
+        while step < total:
+            position = (step % per_epoch) * config.batch_size
+            if position == 0:
+                order = torch.randperm(len(images), generator=generator)
+            index = order[position : position + config.batch_size].to(device)
+            rgb = random_crops(images[index], config.size, generator)
+            lab = rgb_to_lab(rgb)
+            lightness = lab[:, :1]
+            if config.degrade:
+                lightness = degrade_lightness(lightness, generator)
+            target_ab = torch.nn.functional.avg_pool2d(lab[:, 1:], model.output_stride)
+            for group in optimizer.param_groups:
+                group["lr"] = _learning_rate(config, step, total, time_fraction())
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+                out_map = model(normalize_lightness(lightness))
+            if config.loss == "classification":
+                loss = rebalanced_cross_entropy(out_map, target_ab, bins.to(device), weights)
+            else:
+                loss = ab_mse(out_map, target_ab)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            window_loss += loss.detach()
+            window_images += len(index)
+            if step % 10 == 0:
+                elapsed = time.perf_counter() - window_start
+                mean_loss = float(window_loss) / 10
+                rate = window_images / elapsed
+                progress.update(task, completed=step, info=f"loss {mean_loss:.3f} {rate:.0f} img/s")
+                if not console.is_terminal and step % 200 == 0:
+                    console.print(f"step {step}/{total} loss {mean_loss:.4f} {rate:.1f} img/s")
+                window_loss, window_images, window_start = torch.zeros((), device=device), 0, time.perf_counter()
+            out_of_time = deadline is not None and time.monotonic() > deadline
+            if step % config.checkpoint_every == 0:
+                save_checkpoint()
+            if val_images is not None and (step % validate_every == 0 or step == total or out_of_time):
+                model.eval()
+                result = _validate(model, val_images, device, config.val_size)
+                model.train()
+                scores = result["model"]
+                console.print(
+                    f"step {step} epoch {step / per_epoch:.1f}: val PSNR {scores['psnr']:.2f} "
+                    f"(grey {result['grey']['psnr']:.2f}) AuC {scores['auc']:.4f} (grey {result['grey']['auc']:.4f}) "
+                    f"colourfulness {scores['colourfulness']:.1f} (truth {scores['true_colourfulness']:.1f})"
+                )
+                if scores["auc"] > best["auc"]:
+                    best = {"auc": scores["auc"], "metrics": result, "step": step}
+                    model.eval()
+                    export(result, step / per_epoch)
+                    model.train()
+                    console.print(f"exported {out / MODEL_NAME} (best so far)")
+                save_checkpoint()
+            if out_of_time:
+                console.print(f"time limit of {config.max_minutes} minutes reached at step {step}")
+                break
+    save_checkpoint()
+    if val_images is None:
+        model.eval()
+        export(None, step / per_epoch)
+    console.print(f"done: step {step}, checkpoint {checkpoint_path}, model {out / MODEL_NAME}")
+    return out / MODEL_NAME
