@@ -73,6 +73,10 @@ def model_options(function):
     type=click.Choice(DECODE_CHOICES),
     help="How a colour distribution becomes a colour (default: the model card's choice).",
 )
+@click.option("--batch-size", default=8, show_default=True, type=int, help="Video frames per network batch.")
+@click.option("--codec", help="Video encoder for films (default libx264; libvpx-vp9 for .webm).")
+@click.option("--crf", default=18, show_default=True, type=int, help="Constant rate factor (libx264/libx265).")
+@click.option("--preset", default="medium", show_default=True, help="Encoder preset (libx264/libx265).")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors and a final summary.")
 def colorize(
@@ -83,11 +87,19 @@ def colorize(
     device: str,
     temperature: float | None,
     decode_method: str | None,
+    batch_size: int,
+    codec: str | None,
+    crf: int,
+    preset: str,
     overwrite: bool,
     quiet: bool,
 ) -> None:
     """Colorize images and videos (told apart by their content)."""
     from vidcolor.runner import run_colorize
+    from vidcolor.video import VideoOptions
+
+    if batch_size < 1:
+        raise click.BadParameter("must be at least 1", param_hint="--batch-size")
 
     failures = run_colorize(
         list(inputs),
@@ -99,6 +111,7 @@ def colorize(
         temperature=temperature,
         overwrite=overwrite,
         quiet=quiet,
+        video_options=VideoOptions(codec=codec, crf=crf, preset=preset, batch_size=batch_size),
     )
     sys.exit(1 if failures else 0)
 

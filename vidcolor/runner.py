@@ -122,10 +122,10 @@ def run_colorize(
     temperature: float | None,
     overwrite: bool,
     quiet: bool,
-    video_options: dict | None = None,
+    video_options=None,
 ) -> int:
     """Colorize every input; returns the number of failures (errors go to stderr)."""
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     quiet = quiet or not console.is_terminal
     failures = 0
 
@@ -183,7 +183,7 @@ def run_colorize(
 
         try:
             summary = colorize_video(
-                job.source, job.target, colorizer, quiet=quiet, console=console, **(video_options or {})
+                job.source, job.target, colorizer, quiet=quiet, console=console, options=video_options
             )
             console.print(summary, highlight=False)
             done += 1

@@ -1,0 +1,199 @@
+"""Throughput of the film pipeline beside its stages, and its memory on short and long films.
+
+    python benchmarks/bench_video.py [--clip FILM] [--frames 300] [--device auto] [--memory]
+
+Prints, for one clip, frames/s of: decode alone (PyAV, threaded, luma extracted), the network
+alone (batched luma -> chroma planes on the device), encode alone (a PyAV transcode of the same
+clip with the same encoder settings), and the whole pipeline (``vidcolor FILM -o OUT``), with the
+pipeline's ratio to its slowest stage (target >= 0.85). ``--memory`` also runs the pipeline in a
+subprocess on generated 1,000- and 10,000-frame clips and compares peak resident memory
+(target: ratio <= 1.2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.clips import make_clip  # noqa: E402
+from vidcolor.chroma import chroma_planes  # noqa: E402
+from vidcolor.pipeline_setup import build_colorizer  # noqa: E402
+from vidcolor.video import VideoOptions, colorize_video  # noqa: E402
+
+
+def decode_rate(clip: Path) -> tuple[float, int, list[np.ndarray]]:
+    """Frames/s of threaded decoding with luma extraction; also returns a few luma planes."""
+    start = time.perf_counter()
+    count = 0
+    sample: list[np.ndarray] = []
+    with av.open(str(clip)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for frame in container.decode(stream):
+            if frame.format.name not in ("yuv420p", "yuvj420p"):
+                frame = frame.reformat(format="yuv420p")
+            plane = frame.planes[0]
+            luma = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[: frame.height, : frame.width]
+            if len(sample) < 64:
+                sample.append(luma.copy())
+            count += 1
+    return count / (time.perf_counter() - start), count, sample
+
+
+def network_rate(colorizer, sample: list[np.ndarray], frames: int, batch_size: int) -> float:
+    """Frames/s of luma -> chroma planes on the colorizer's device (host transfers included)."""
+    luma = torch.from_numpy(np.stack([sample[i % len(sample)] for i in range(batch_size)]))
+    chroma_planes(luma, colorizer)  # warm-up
+    if colorizer.device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    done = 0
+    while done < frames:
+        batch = luma.pin_memory() if colorizer.device.type == "cuda" else luma
+        u, v = chroma_planes(batch, colorizer)
+        u.cpu(), v.cpu()
+        done += batch_size
+    return done / (time.perf_counter() - start)
+
+
+def encode_rate(clip: Path, options: VideoOptions) -> float:
+    """Frames/s of a PyAV transcode of the clip (decode + encode with the same settings)."""
+    with tempfile.TemporaryDirectory() as folder:
+        start = time.perf_counter()
+        count = 0
+        with av.open(str(clip)) as source, av.open(str(Path(folder) / f"t{clip.suffix}"), "w") as target:
+            stream = source.streams.video[0]
+            stream.thread_type = "AUTO"
+            out = target.add_stream(
+                options.codec,
+                rate=stream.average_rate or 25,
+                options={"crf": str(options.crf), "preset": options.preset},
+            )
+            out.width, out.height, out.pix_fmt = stream.codec_context.width, stream.codec_context.height, "yuv420p"
+            out.time_base = out.codec_context.time_base = stream.time_base
+            for frame in source.decode(stream):
+                frame.pict_type = av.video.frame.PictureType.NONE
+                for packet in out.encode(frame):
+                    target.mux(packet)
+                count += 1
+            for packet in out.encode():
+                target.mux(packet)
+        return count / (time.perf_counter() - start)
+
+
+def pipeline_rate(clip: Path, colorizer, options: VideoOptions) -> float:
+    with tempfile.TemporaryDirectory() as folder:
+        start = time.perf_counter()
+        summary = colorize_video(clip, Path(folder) / f"out{clip.suffix}", colorizer, quiet=True, options=options)
+        elapsed = time.perf_counter() - start
+    frames = int(summary.split(": ")[1].split(" frames")[0])
+    return frames / elapsed
+
+
+def peak_memory_mib(clip: Path, size: int, device: str) -> float:
+    """Peak RSS (MiB) of ``vidcolor`` colorizing ``clip`` in a child process."""
+    with tempfile.TemporaryDirectory() as folder:
+        code = (
+            "import resource, sys; from vidcolor.cli import main; sys.argv=['vidcolor', *sys.argv[1:]];\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        )
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                code,
+                str(clip),
+                "-o",
+                str(Path(folder) / f"o{clip.suffix}"),
+                "--size",
+                str(size),
+                "--device",
+                device,
+                "--quiet",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        )
+    line = [x for x in result.stdout.splitlines() if x.startswith("PEAK")][0]
+    return int(line.split()[1]) / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clip", type=Path, help="a film to measure on (default: a generated 640x360 clip)")
+    parser.add_argument("--frames", type=int, default=300, help="length of the generated clip")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--memory", action="store_true", help="also compare peak memory on 1,000 vs 10,000 frames")
+    parser.add_argument("--json", type=Path, help="write the figures here too")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="vidcolor-bench-"))
+    clip = args.clip
+    if clip is None:
+        clip = work / "clip.mp4"
+        make_clip(clip, frames=args.frames, width=640, height=360, fps=25)
+    options = VideoOptions(batch_size=args.batch_size)
+    colorizer = build_colorizer("default", args.size, args.device, None, None)
+    device_name = (
+        torch.cuda.get_device_name() if colorizer.device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    )
+
+    decode_fps, frames, sample = decode_rate(clip)
+    network_fps = network_rate(colorizer, sample, min(frames, 256), args.batch_size)
+    encode_fps = encode_rate(clip, options)
+    pipeline_fps = pipeline_rate(clip, colorizer, options)
+    slowest = min(decode_fps, network_fps, encode_fps)
+    figures = {
+        "device": device_name,
+        "clip": str(clip if args.clip else f"generated 640x360, {frames} frames, H.264 + AAC"),
+        "frames": frames,
+        "size": args.size,
+        "batch_size": args.batch_size,
+        "decode_fps": round(decode_fps, 1),
+        "network_fps": round(network_fps, 1),
+        "encode_fps": round(encode_fps, 1),
+        "pipeline_fps": round(pipeline_fps, 1),
+        "pipeline_over_slowest": round(pipeline_fps / slowest, 3),
+    }
+    print(f"device: {device_name}; clip: {figures['clip']}; network input {args.size} px, batch {args.batch_size}")
+    print(f"{'stage':<12}{'frames/s':>10}{'x slowest':>12}")
+    for name in ("decode", "network", "encode", "pipeline"):
+        print(f"{name:<12}{figures[name + '_fps']:>10.1f}{figures[name + '_fps'] / slowest:>12.2f}")
+    print(f"pipeline / slowest stage = {figures['pipeline_over_slowest']:.3f} (target >= 0.85)")
+
+    if args.memory:
+        peaks = {}
+        for length in (1000, 10000):
+            long_clip = work / f"long{length}.mp4"
+            make_clip(long_clip, frames=length, width=320, height=180, fps=25)
+            peaks[length] = peak_memory_mib(long_clip, 64, args.device)
+        figures["peak_mib_1000"] = round(peaks[1000], 1)
+        figures["peak_mib_10000"] = round(peaks[10000], 1)
+        figures["peak_ratio"] = round(peaks[10000] / peaks[1000], 3)
+        print(
+            f"peak memory: 1,000 frames {peaks[1000]:.0f} MiB, 10,000 frames {peaks[10000]:.0f} MiB, "
+            f"ratio {figures['peak_ratio']:.3f} (target <= 1.2; 320x180 clips, network input 64 px)"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""From a batch of luma planes to the chroma planes of their colorization (on any device).
+
+The film's own luma plane Y' is kept; only the chroma planes (U = Cb, V = Cr, at 4:2:0
+resolution) are computed: lightness L from Y', ab from the network, both brought to chroma
+resolution, converted to R'G'B' and then to Cb/Cr with the BT.601 or BT.709 matrix.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional
+
+from vidcolor.color import compose_lab, lab_to_rgb, luma_to_lightness
+from vidcolor.colorizer import Colorizer, upsample_ab
+
+# (Kr, Kb) of the luma equations Y' = Kr R' + (1 - Kr - Kb) G' + Kb B'.
+MATRICES = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722)}
+
+
+def luma_to_unit(luma: torch.Tensor, full_range: bool) -> torch.Tensor:
+    """uint8 Y' ``(B, H, W)`` -> grey level ``(B, 1, H, W)`` float in [0, 1] (limited range: 16..235)."""
+    values = luma.float()
+    unit = values / 255.0 if full_range else (values - 16.0) / 219.0
+    return unit.clamp(0.0, 1.0)[:, None]
+
+
+def rgb_to_chroma(rgb: torch.Tensor, full_range: bool, matrix: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """R'G'B' ``(B, 3, h, w)`` in [0, 1] -> uint8 (Cb, Cr) planes, each ``(B, h, w)``."""
+    kr, kb = MATRICES[matrix]
+    red, green, blue = rgb.unbind(dim=1)
+    luma = kr * red + (1.0 - kr - kb) * green + kb * blue
+    cb = (blue - luma) / (2.0 * (1.0 - kb))
+    cr = (red - luma) / (2.0 * (1.0 - kr))
+    scale = 255.0 if full_range else 224.0
+    to_uint8 = lambda c: (128.0 + scale * c).round().clamp(0, 255).to(torch.uint8)  # noqa: E731
+    return to_uint8(cb), to_uint8(cr)
+
+
+def chroma_planes(
+    luma: torch.Tensor, colorizer: Colorizer, *, full_range: bool = False, matrix: str = "bt601"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Colorize a batch of frames given by their luma planes.
+
+    Args:
+        luma: ``(B, H, W)`` uint8 Y' planes (on any device; computed on ``colorizer.device``).
+        colorizer: the network and decoding.
+        full_range: Y' spans 0..255 (else 16..235) and so will Cb/Cr.
+        matrix: ``bt601`` or ``bt709``.
+    Returns:
+        ``(U, V)`` uint8 tensors ``(B, ceil(H/2), ceil(W/2))`` on ``colorizer.device``.
+    """
+    luma = luma.to(colorizer.device, non_blocking=True)
+    height, width = luma.shape[-2:]
+    chroma_size = ((height + 1) // 2, (width + 1) // 2)
+    lightness = luma_to_lightness(luma_to_unit(luma, full_range))
+    ab = colorizer.ab_lowres(lightness)
+    lightness_small = functional.interpolate(lightness, size=chroma_size, mode="area")
+    rgb = lab_to_rgb(compose_lab(lightness_small, upsample_ab(ab, chroma_size)))
+    return rgb_to_chroma(rgb, full_range, matrix)
