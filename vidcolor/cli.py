@@ -73,6 +73,29 @@ def model_options(function):
     type=click.Choice(DECODE_CHOICES),
     help="How a colour distribution becomes a colour (default: the model card's choice).",
 )
+@click.option("--mrf-iters", default=8, show_default=True, type=int, help="Mean-field sweeps of --decode mrf.")
+@click.option(
+    "--mrf-sigma",
+    default=1e-4,
+    show_default=True,
+    type=float,
+    help="Lightness similarity scale of the MRF: w = exp(-(L_i - L_j)^2 / sigma), L in [0, 1].",
+)
+@click.option(
+    "--mrf-unary",
+    type=click.Choice(["prob", "sqrt"]),
+    default="prob",
+    show_default=True,
+    help="Unary term c*p or c*sqrt(p) (smoother).",
+)
+@click.option(
+    "--reference",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A colour image whose colour histogram steers the result (global histogram transfer).",
+)
+@click.option(
+    "--no-temporal", is_flag=True, help="Colorize each film frame on its own (no link to the previous frame)."
+)
 @click.option("--batch-size", default=8, show_default=True, type=int, help="Video frames per network batch.")
 @click.option("--codec", help="Video encoder for films (default libx264; libvpx-vp9 for .webm).")
 @click.option("--crf", default=18, show_default=True, type=int, help="Constant rate factor (libx264/libx265).")
@@ -87,6 +110,11 @@ def colorize(
     device: str,
     temperature: float | None,
     decode_method: str | None,
+    mrf_iters: int,
+    mrf_sigma: float,
+    mrf_unary: str,
+    reference: Path | None,
+    no_temporal: bool,
     batch_size: int,
     codec: str | None,
     crf: int,
@@ -95,11 +123,16 @@ def colorize(
     quiet: bool,
 ) -> None:
     """Colorize images and videos (told apart by their content)."""
+    from vidcolor.mrf import MRFSettings
     from vidcolor.runner import run_colorize
     from vidcolor.video import VideoOptions
 
     if batch_size < 1:
         raise click.BadParameter("must be at least 1", param_hint="--batch-size")
+    if mrf_iters < 1:
+        raise click.BadParameter("must be at least 1", param_hint="--mrf-iters")
+    if mrf_sigma <= 0:
+        raise click.BadParameter("must be positive", param_hint="--mrf-sigma")
 
     failures = run_colorize(
         list(inputs),
@@ -112,6 +145,9 @@ def colorize(
         overwrite=overwrite,
         quiet=quiet,
         video_options=VideoOptions(codec=codec, crf=crf, preset=preset, batch_size=batch_size),
+        mrf=MRFSettings(iterations=mrf_iters, sigma=mrf_sigma, unary=mrf_unary),
+        temporal=not no_temporal,
+        reference=reference,
     )
     sys.exit(1 if failures else 0)
 
@@ -215,6 +251,56 @@ def train(
         command="vidcolor " + shlex.join(click.get_current_context().meta.get("vidcolor.argv", sys.argv[1:])),
     )
     run_training(config, resume=resume)
+
+
+@main.command(name="eval")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    default="vidcolor-report",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Folder for the report (index.html, metrics.json, metrics.csv, pictures).",
+)
+@model_options
+@click.option(
+    "--decode",
+    "decodings",
+    multiple=True,
+    type=click.Choice(DECODE_CHOICES),
+    help="Decodings to compare (repeat the option); default: the model card's.",
+)
+@click.option("--max-frames", default=150, show_default=True, type=int, help="Frames read from each clip.")
+@click.option("--no-temporal", is_flag=True, help="Decode clip frames independently.")
+@click.option("--quiet", "-q", is_flag=True)
+def evaluate(
+    inputs: tuple[Path, ...],
+    output: Path,
+    model: str,
+    size: int,
+    device: str,
+    temperature: float | None,
+    decodings: tuple[str, ...],
+    max_frames: int,
+    no_temporal: bool,
+    quiet: bool,
+) -> None:
+    """Measure colorizations of colour photos and clips (turned grey) against the originals."""
+    from vidcolor.errors import VidcolorError
+    from vidcolor.pipeline_setup import build_colorizer
+    from vidcolor.report import run_eval
+
+    try:
+        colorizer = build_colorizer(
+            model, size, device, decodings[0] if decodings else None, temperature, temporal=not no_temporal
+        )
+    except VidcolorError as error:
+        click.echo(f"vidcolor: error: {error}", err=True)
+        sys.exit(1)
+    chosen = list(dict.fromkeys(decodings)) or [colorizer.decode.method]
+    failures = run_eval(list(inputs), output, colorizer, chosen, max_frames, quiet)
+    sys.exit(1 if failures else 0)
 
 
 if __name__ == "__main__":

@@ -5,23 +5,42 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch.nn import functional
 
-from vidcolor.bins import ANNEAL_TEMPERATURE, DECODINGS, decode
+from vidcolor.bins import ANNEAL_TEMPERATURE, DECODINGS, decode, grid_cells, marginalize
 from vidcolor.color import normalize_lightness
 from vidcolor.errors import VidcolorError
 from vidcolor.models.base import ColorNet
+from vidcolor.mrf import MRFSettings, PottsRefiner, is_scene_cut
 
 DEFAULT_SIZE = 256
 
 
+ALL_DECODINGS = (*DECODINGS, "mrf")
+# The cheap temporal form for mean/annealed/mode: each pixel's distribution is blended with the
+# previous frame's (blended) one with weight BLEND * exp(-(L_t - L_t-1)^2 / BLEND_SIGMA), L in [0, 1].
+BLEND = 0.5
+BLEND_SIGMA = 1e-3
+
+
 @dataclass(frozen=True)
 class DecodeSettings:
-    """How a distribution over bins becomes a colour (``method`` one of ``DECODINGS``)."""
+    """How a distribution over bins becomes a colour.
+
+    ``method``: one of ``ALL_DECODINGS``; ``temperature``: for ``annealed``; ``mrf``: the Potts
+    model's constants for ``mrf``; ``temporal``: link each frame of a film to the previous one
+    (the MRF's temporal term, or a lightness-weighted blend of distributions for the others);
+    ``reference``: a reference colour image's ab histogram ``(23, 23)`` (counts over the grid)
+    that reweights every distribution (global histogram transfer).
+    """
 
     method: str = "annealed"
     temperature: float = ANNEAL_TEMPERATURE
+    mrf: MRFSettings = MRFSettings()
+    temporal: bool = True
+    reference: np.ndarray | None = None
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -59,8 +78,25 @@ class Colorizer:
         self.model = model.to(self.device).eval()
         self.size = size
         self.decode = decode or DecodeSettings()
-        if self.decode.method not in DECODINGS:
-            raise VidcolorError(f"unknown decoding {self.decode.method!r}; choose from {', '.join(DECODINGS)}")
+        if self.decode.method not in ALL_DECODINGS:
+            raise VidcolorError(f"unknown decoding {self.decode.method!r}; choose from {', '.join(ALL_DECODINGS)}")
+        if model.kind == "regression" and (self.decode.method == "mrf" or self.decode.reference is not None):
+            raise VidcolorError(
+                "this model predicts ab directly: --decode mrf and --reference need a classification model"
+            )
+        reference = self.decode.reference
+        self.refiner = None
+        if self.decode.method == "mrf":
+            channel_reference = None
+            if reference is not None:
+                channel_reference = (reference.sum(axis=1), reference.sum(axis=0))
+            self.refiner = PottsRefiner(self.decode.mrf, temporal=self.decode.temporal, reference=channel_reference)
+        self.reference_log_weights = None
+        if reference is not None and model.kind == "classification":
+            cells = grid_cells(model.bins)
+            share = torch.from_numpy(reference / max(reference.sum(), 1e-12)).float()
+            self.reference_log_weights = torch.log(share[cells[:, 0], cells[:, 1]] + 1e-3).to(self.device)
+        self.reset_sequence()
         self.half = half and self.device.type == "cuda"
         self.autocast_dtype = torch.bfloat16 if self.half and torch.cuda.is_bf16_supported() else torch.float16
 
@@ -88,13 +124,66 @@ class Colorizer:
             out = self.model(normalize_lightness(lightness))
         return out.float()
 
+    def reset_sequence(self) -> None:
+        """Forget the previous frame: call before each film or photo."""
+        self._previous_probs: torch.Tensor | None = None
+        self._previous_lightness: torch.Tensor | None = None
+        self.cuts = 0
+        if self.refiner is not None:
+            self.refiner.reset()
+
     @torch.inference_mode()
     def ab_lowres(self, lightness: torch.Tensor) -> torch.Tensor:
-        """ab at the network's output resolution: ``(B, 2, h, w)`` in Lab units."""
-        out = self.logits(lightness)
+        """ab at the network's output resolution for consecutive frames.
+
+        Args:
+            lightness: ``(B, 1, H, W)`` L in [0, 100]; frames in film order (the temporal
+                state carries over from the previous call until :meth:`reset_sequence`).
+        Returns:
+            ``(B, 2, h, w)`` ab in Lab units on ``self.device``.
+        """
+        return self.decode_output(self.logits(lightness), lightness)
+
+    @torch.inference_mode()
+    def decode_output(self, out: torch.Tensor, lightness: torch.Tensor) -> torch.Tensor:
+        """Decode network output ``(B, Q, h, w)`` (regression: ab, returned as is) of frames with
+        lightness ``(B, 1, H, W)`` in [0, 100] into ``(B, 2, h, w)`` ab, advancing the temporal state."""
         if self.model.kind == "regression":
             return out
+        if self.reference_log_weights is not None:
+            out = out + self.reference_log_weights[None, :, None, None]
+        small = functional.interpolate(lightness.to(self.device).float(), size=out.shape[-2:], mode="area") / 100.0
+        if self.refiner is not None:
+            return self._refine(out, small)
+        if self.decode.temporal:
+            out = self._blend(out, small)
         return decode(out, self.model.bins, self.decode.method, self.decode.temperature)
+
+    def _refine(self, logits: torch.Tensor, small: torch.Tensor) -> torch.Tensor:
+        probs_a, probs_b = marginalize(torch.softmax(logits, dim=1), self.model.bins)
+        probs_a = probs_a.permute(0, 2, 3, 1).cpu().numpy()
+        probs_b = probs_b.permute(0, 2, 3, 1).cpu().numpy()
+        lightness = small[:, 0].cpu().numpy()
+        ab = np.stack([self.refiner.refine(probs_a[i], probs_b[i], lightness[i]) for i in range(len(lightness))])
+        self.cuts = self.refiner.cuts
+        return torch.from_numpy(ab).to(self.device)
+
+    def _blend(self, logits: torch.Tensor, small: torch.Tensor) -> torch.Tensor:
+        """Causal blend of each frame's distributions with the previous frame's (reset at cuts)."""
+        probs = torch.softmax(logits, dim=1)
+        blended = []
+        for i in range(len(probs)):
+            current, lightness = probs[i], small[i, 0]
+            previous = self._previous_probs
+            if previous is not None and is_scene_cut(lightness.cpu().numpy(), self._previous_lightness.cpu().numpy()):
+                previous = None
+                self.cuts += 1
+            if previous is not None:
+                weight = BLEND * torch.exp(-((lightness - self._previous_lightness) ** 2) / BLEND_SIGMA)
+                current = (1 - weight) * current + weight * previous
+            self._previous_probs, self._previous_lightness = current, lightness
+            blended.append(current)
+        return torch.log(torch.stack(blended).clamp_min(1e-12))
 
     @torch.inference_mode()
     def ab(self, lightness: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:

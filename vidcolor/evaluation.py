@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from vidcolor import metrics
-from vidcolor.color import lab_to_rgb, rgb_to_lab
+from vidcolor.color import lab_to_rgb, lightness_to_luma, rgb_to_lab
 from vidcolor.colorizer import Colorizer
 
 
@@ -39,6 +39,11 @@ def score_image(
     )
 
 
+def grey_image(lightness: torch.Tensor) -> torch.Tensor:
+    """The grey baseline (a = b = 0) of ``(B, 1, H, W)`` L as exactly grey ``(B, 3, H, W)`` RGB."""
+    return lightness_to_luma(lightness).expand(-1, 3, -1, -1)
+
+
 @torch.inference_mode()
 def colorize_and_score(colorizer: Colorizer, true_rgb: torch.Tensor) -> tuple[ImageScores, ImageScores]:
     """Colorize the lightness of a colour image and score it, and the grey baseline.
@@ -53,14 +58,13 @@ def colorize_and_score(colorizer: Colorizer, true_rgb: torch.Tensor) -> tuple[Im
     lightness = lab[:, :1]
     ab = colorizer.ab(lightness).cpu()
     predicted = torch.cat((lightness, ab), dim=1)
-    grey = torch.cat((lightness, torch.zeros_like(ab)), dim=1)
 
     def as_numpy(image: torch.Tensor) -> np.ndarray:
         return image[0].permute(1, 2, 0).double().numpy()
 
     # quantise to 8 bits as a written file would be
     predicted_rgb = np.round(as_numpy(lab_to_rgb(predicted)) * 255) / 255
-    grey_rgb = np.round(as_numpy(lab_to_rgb(grey)) * 255) / 255
+    grey_rgb = np.round(as_numpy(grey_image(lightness)) * 255) / 255
     true_np = as_numpy(true_rgb[None])
     true_ab = as_numpy(lab[:, 1:])
     model_scores = score_image(predicted_rgb, as_numpy(ab), true_np, true_ab)

@@ -71,3 +71,30 @@ def temporal_ab_error(predicted_ab: np.ndarray, true_ab: np.ndarray) -> float:
         raise ValueError("TAE needs at least two frames")
     change = np.diff(predicted_ab.astype(np.float64), axis=0) - np.diff(true_ab.astype(np.float64), axis=0)
     return float(np.linalg.norm(change, axis=-1).mean())
+
+
+def colour_distribution_consistency(frames_rgb: np.ndarray, bins: int = 64) -> float:
+    """Colour distribution consistency CDC of a clip.
+
+    The mean, over consecutive frame pairs and the R, G, B channels, of the Jensen-Shannon
+    divergence (base 2, in [0, 1]) between the two frames' ``bins``-bin channel histograms.
+    0 when every frame has the same colour distribution.
+
+    Args:
+        frames_rgb: ``(T, H, W, 3)`` RGB in [0, 1], T >= 2.
+    """
+    if len(frames_rgb) < 2:
+        raise ValueError("CDC needs at least two frames")
+    histograms = np.stack(
+        [[np.histogram(frame[..., c], bins=bins, range=(0.0, 1.0))[0] for c in range(3)] for frame in frames_rgb]
+    ).astype(np.float64)
+    histograms /= histograms.sum(axis=-1, keepdims=True)
+    p, q = histograms[:-1], histograms[1:]
+    m = 0.5 * (p + q)
+
+    def kl(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            terms = np.where(a > 0, a * np.log2(a / b), 0.0)
+        return terms.sum(axis=-1)
+
+    return float((0.5 * kl(p, m) + 0.5 * kl(q, m)).mean())

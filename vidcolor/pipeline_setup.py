@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
-from vidcolor.bins import ANNEAL_TEMPERATURE
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vidcolor.bins import ANNEAL_TEMPERATURE, ab_histogram
+from vidcolor.color import rgb_to_lab
 from vidcolor.colorizer import Colorizer, DecodeSettings, resolve_device
 from vidcolor.errors import VidcolorError
 from vidcolor.models import load_model, model_card
+from vidcolor.mrf import MRFSettings
+
+
+def reference_histogram(path: Path) -> np.ndarray:
+    """``(23, 23)`` ab histogram (counts per grid cell) of a colour reference image."""
+    from vidcolor.image import read_image
+
+    picture = read_image(path)
+    lab = rgb_to_lab(torch.from_numpy(picture.rgb).permute(2, 0, 1)[None])
+    return ab_histogram(lab[:, 1:]).numpy()
 
 
 def default_decoding(model: str) -> DecodeSettings:
@@ -16,7 +32,14 @@ def default_decoding(model: str) -> DecodeSettings:
 
 
 def build_colorizer(
-    model: str, size: int, device: str, decode_method: str | None, temperature: float | None
+    model: str,
+    size: int,
+    device: str,
+    decode_method: str | None,
+    temperature: float | None,
+    mrf: MRFSettings = MRFSettings(),
+    temporal: bool = True,
+    reference: Path | None = None,
 ) -> Colorizer:
     """Load ``model`` and wrap it with the chosen (or the model's default) decoding."""
     network = load_model(model)
@@ -26,4 +49,6 @@ def build_colorizer(
         temperature = preferred.temperature if method == preferred.method else ANNEAL_TEMPERATURE
     if network.kind == "regression" and decode_method not in (None, "annealed"):
         raise VidcolorError(f"{model}: predicts ab directly, so --decode {decode_method} does not apply to it")
-    return Colorizer(network, resolve_device(device), size, DecodeSettings(method, temperature))
+    histogram = reference_histogram(reference) if reference is not None else None
+    settings = DecodeSettings(method, temperature, mrf=mrf, temporal=temporal, reference=histogram)
+    return Colorizer(network, resolve_device(device), size, settings)

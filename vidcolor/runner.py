@@ -123,6 +123,9 @@ def run_colorize(
     overwrite: bool,
     quiet: bool,
     video_options=None,
+    mrf=None,
+    temporal: bool = True,
+    reference: Path | None = None,
 ) -> int:
     """Colorize every input; returns the number of failures (errors go to stderr)."""
     console = Console(stderr=True, soft_wrap=True)
@@ -146,7 +149,11 @@ def run_colorize(
     from vidcolor.pipeline_setup import build_colorizer
 
     try:
-        colorizer = build_colorizer(model, size, device, decode_method, temperature)
+        from vidcolor.mrf import MRFSettings
+
+        colorizer = build_colorizer(
+            model, size, device, decode_method, temperature, mrf or MRFSettings(), temporal, reference
+        )
     except VidcolorError as error:
         report(str(error))
         return failures

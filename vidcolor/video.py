@@ -541,6 +541,7 @@ def colorize_video(
 
         reader = _Reader(inp, film, plans, read_queue, failure)
         writer = _Writer(out, video_out, plans, batch_queue, failure, on_frame)
+        colorizer.reset_sequence()
         chroma = make_chroma_function(colorizer, full_range, matrix)
         threads = [
             threading.Thread(target=reader.run, name="vidcolor-read", daemon=True),
@@ -590,7 +591,7 @@ def colorize_video(
         elapsed = time.perf_counter() - started
         for notice in notices:
             console.print(f"{source}: {notice}", highlight=False)
-        events = ""
+        events = f"; {colorizer.cuts} scene cut(s)" if colorizer.decode.temporal and colorizer.cuts else ""
         if reader.decode_errors or reader.repeated:
             events = (
                 f"; {reader.decode_errors} undecodable packet(s), {reader.repeated} frame(s) repeated to keep timing"

@@ -1,0 +1,183 @@
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.clips import make_clip
+from tests.mrf_reference import banded_message, mean_field_reference
+from vidcolor import mrf
+from vidcolor.bins import GRID_VALUES
+from vidcolor.colorizer import Colorizer, DecodeSettings
+from vidcolor.models import VidNetConfig, build_vidnet
+
+K = len(GRID_VALUES)
+
+
+def random_probs(rng, height, width, k=K):
+    probs = rng.random((height, width, k)) ** 4
+    return probs / probs.sum(axis=-1, keepdims=True)
+
+
+@pytest.mark.parametrize(("height", "width"), [(1, 1), (5, 7), (33, 40)])
+def test_numba_mean_field_matches_numpy_reference(rng, height, width):
+    probs = random_probs(rng, height, width)
+    lightness = rng.random((height, width)) * 0.05
+    bias = 10 * probs + rng.random((height, width, K))  # unary plus a temporal field
+    right, down = mrf.link_weights(lightness, 1e-3)
+    right, down = right.astype(np.float64), down.astype(np.float64)
+    fast = mrf._mean_field(bias, right, down, 8, 10.0, 3.0, 2)
+    slow = mean_field_reference(bias, right, down, 8, 10.0, 3.0, 2)
+    assert np.abs(fast - slow).max() < 1e-5
+    assert np.allclose(fast.sum(axis=-1), 1.0)
+
+
+def test_banded_smooth_matches_reference(rng):
+    q = random_probs(rng, 4, 6).astype(np.float32)
+    weight = rng.random((4, 6)).astype(np.float32)
+    fast = mrf._banded_smooth(q, weight, 10.0, 3.0, 2)
+    slow = weight[..., None] * banded_message(q.astype(np.float64), 10.0, 3.0, 2)
+    assert np.abs(fast - slow).max() < 1e-5
+    one_hot = np.zeros((1, 1, K), np.float32)
+    one_hot[0, 0, 5] = 1
+    smoothed = mrf._banded_smooth(one_hot, np.ones((1, 1), np.float32), 10.0, 3.0, 2)[0, 0]
+    assert smoothed[5] == 10 and smoothed[3] == smoothed[4] == smoothed[6] == smoothed[7] == 3
+    assert smoothed[2] == smoothed[8] == 0
+
+
+def test_link_weights_and_unary_hand_values():
+    lightness = np.array([[0.50, 0.51], [0.50, 0.50]])
+    right, down = mrf.link_weights(lightness, 1e-4)
+    assert right[0, 0] == pytest.approx(math.exp(-1), rel=1e-5)  # a step of 0.01 = 1 L unit
+    assert right[1, 0] == pytest.approx(1.0) and down[0, 0] == pytest.approx(1.0)
+    assert right[:, 1].tolist() == [0, 0] and down[1].tolist() == [0, 0]
+    probs = np.array([[[0.25, 0.75]]])
+    assert mrf.unary_term(probs, mrf.MRFSettings()).tolist() == [[[2.5, 7.5]]]
+    assert mrf.unary_term(probs, mrf.MRFSettings(unary="sqrt")).ravel().tolist() == pytest.approx([5.0, 10 * 0.75**0.5])
+    with pytest.raises(ValueError):
+        mrf.unary_term(probs, mrf.MRFSettings(unary="log"))
+
+
+def two_label_probs(height, width, label_left, label_right, noise, rng):
+    probs = np.full((height, width, K), 0.01)
+    probs[:, : width // 2, label_left] = 1.0
+    probs[:, width // 2 :, label_right] = 1.0
+    flips = rng.random((height, width)) < noise
+    probs[flips] = np.roll(probs[flips], 8, axis=-1)  # noisy pixels prefer a far bin
+    return probs / probs.sum(axis=-1, keepdims=True)
+
+
+def test_smoothing_follows_lightness_edges(rng):
+    probs = two_label_probs(16, 16, 4, 16, noise=0.15, rng=rng)
+    lightness = np.zeros((16, 16))
+    lightness[:, 8:] = 0.6  # an edge where the labels change
+    q = mrf.refine_channel(probs, lightness)
+    labels = q.argmax(axis=-1)
+    assert (labels[:, :8] == 4).all() and (labels[:, 8:] == 16).all()  # noise removed, edge kept
+    assert q.max(axis=-1).min() > 0.9  # nearly one-hot
+    independent = mrf.refine_channel(probs, lightness, mrf.MRFSettings(same=0, near=0))
+    assert (independent.argmax(axis=-1) == probs.argmax(axis=-1)).all()  # no pairwise: mode of p
+
+
+def test_histogram_transfer_pushes_an_ambiguous_region_toward_the_reference():
+    ambiguous = np.zeros((8, 8, K))
+    red, green = 15, 9  # a = +40 (red) or a = -20 (green), equally likely
+    ambiguous[..., red] = ambiguous[..., green] = 0.5
+    histogram = np.zeros(K)
+    histogram[red] = 1.0
+    shifted = mrf.histogram_transfer(ambiguous, histogram)
+    assert (shifted[..., red] > 0.9).all()
+    q = mrf.refine_channel(shifted, np.zeros((8, 8)))
+    assert (mrf.mode_values(q) == GRID_VALUES[red]).all()
+
+
+def test_scene_cut_resets_the_temporal_link(rng):
+    refiner = mrf.PottsRefiner(temporal=True)
+    probs = random_probs(rng, 8, 8)
+    dark, bright = np.full((8, 8), 0.2), np.full((8, 8), 0.8)
+    refiner.refine(probs, probs, dark)
+    refiner.refine(probs, probs, dark)
+    assert refiner.cuts == 0
+    after_cut = refiner.refine(probs, probs, bright)
+    assert refiner.cuts == 1
+    fresh = mrf.PottsRefiner(temporal=True).refine(probs, probs, bright)
+    assert np.array_equal(after_cut, fresh)
+
+
+def test_temporal_term_keeps_an_ambiguous_frame_on_the_previous_colour():
+    first = np.full((6, 6, K), 0.001)
+    first[..., 4] = 1.0
+    ambiguous = np.full((6, 6, K), 0.001)
+    ambiguous[..., 4] = ambiguous[..., 18] = 0.5
+    ambiguous[..., 18] += 0.02  # slightly prefers the other colour on its own
+    lightness = np.full((6, 6), 0.5)
+    linked = mrf.PottsRefiner(temporal=True)
+    linked.refine(first, first, lightness)
+    with_time = linked.refine(ambiguous, ambiguous, lightness)
+    alone = mrf.PottsRefiner(temporal=False).refine(ambiguous, ambiguous, lightness)
+    assert (with_time == GRID_VALUES[4]).all() and (alone == GRID_VALUES[18]).all()
+
+
+def tiny_colorizer(method, temporal=True, reference=None):
+    torch.manual_seed(0)
+    bins = torch.tensor([[a, b] for a in (-40.0, 0.0, 40.0) for b in (-40.0, 0.0, 40.0)])
+    model = build_vidnet(VidNetConfig(widths=(8, 8, 8, 8), num_bins=9), bins).eval()
+    return Colorizer(model, "cpu", 64, DecodeSettings(method, temporal=temporal, reference=reference))
+
+
+def test_colorizer_mrf_decoding_and_reference_histogram():
+    lightness = torch.rand(2, 1, 64, 64) * 100
+    ab = tiny_colorizer("mrf").ab_lowres(lightness)
+    assert ab.shape == (2, 2, 16, 16)
+    assert set(ab.unique().tolist()) <= set(GRID_VALUES.tolist())
+    reddish = np.zeros((23, 23))
+    reddish[15, 11] = 1.0  # a = +40, b = 0
+    pushed = tiny_colorizer("mean", temporal=False, reference=reddish).ab_lowres(lightness)
+    plain = tiny_colorizer("mean", temporal=False).ab_lowres(lightness)
+    assert pushed[:, 0].mean() > plain[:, 0].mean() + 5
+
+
+def test_cheap_temporal_blend_for_mean_decoding_and_reset():
+    colorizer = tiny_colorizer("mean", temporal=True)
+    frames = torch.rand(3, 1, 64, 64) * 10 + 50
+    blended = colorizer.ab_lowres(frames)
+    independent = tiny_colorizer("mean", temporal=False).ab_lowres(frames)
+    assert torch.allclose(blended[0], independent[0], atol=1e-4)  # the first frame has no past
+    colorizer.reset_sequence()
+    assert torch.allclose(colorizer.ab_lowres(frames[2:]), independent[2:], atol=1e-4)
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "vidcolor", *args], capture_output=True, text=True, timeout=600)
+
+
+def test_cli_mrf_options_on_photo_and_film(tmp_path):
+    photo = tmp_path / "p.png"
+    Image.fromarray((np.random.default_rng(0).random((48, 64)) * 255).astype(np.uint8)).save(photo)
+    red = tmp_path / "red.png"
+    Image.fromarray(np.tile(np.array([200, 30, 30], np.uint8), (16, 16, 1))).save(red)
+    result = run_cli(
+        str(photo),
+        "-o",
+        str(tmp_path / "o.png"),
+        "--decode",
+        "mrf",
+        "--mrf-iters",
+        "3",
+        "--mrf-unary",
+        "sqrt",
+        "--mrf-sigma",
+        "1e-3",
+        "--reference",
+        str(red),
+    )
+    assert result.returncode == 0, result.stderr
+    film = tmp_path / "f.mp4"
+    make_clip(film, frames=12)
+    for extra in ([], ["--no-temporal"]):
+        result = run_cli(str(film), "-o", str(tmp_path / f"f{len(extra)}.mp4"), "--decode", "mrf", *extra)
+        assert result.returncode == 0, result.stderr
+    assert run_cli(str(photo), "--decode", "mrf", "--mrf-sigma", "0").returncode == 2

@@ -1,0 +1,340 @@
+"""``vidcolor eval``: colorize colour ground truth turned grey, measure it, and make a report.
+
+For every photo and clip, each decoding asked for and the grey baseline (a = b = 0) are
+scored against the original: PSNR, SSIM, AuC, colourfulness and its ratio to the truth, and
+for clips also TAE and CDC. The report folder gets ``metrics.json``, ``metrics.csv``,
+pictures (a contact sheet per photo; a side-by-side MP4 and a strip of frames per clip) and an
+``index.html`` that shows them all and works opened from disk.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from vidcolor import metrics
+from vidcolor.color import lab_to_rgb, rgb_to_lab
+from vidcolor.colorizer import Colorizer, upsample_ab
+from vidcolor.errors import VidcolorError
+from vidcolor.evaluation import grey_image, load_rgb
+from vidcolor.runner import expand_inputs, sniff_kind
+
+PANEL_HEIGHT = 192
+METRIC_NAMES = ("psnr", "ssim", "auc", "colourfulness", "colourfulness_ratio", "tae", "cdc")
+
+
+@dataclass
+class ItemResult:
+    """Scores of one photo or clip: ``scores[variant][metric]``; ``pictures``: report-relative paths."""
+
+    name: str
+    kind: str
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    pictures: list[str] = field(default_factory=list)
+    frames: int = 1
+
+
+def _to_numpy(image: torch.Tensor) -> np.ndarray:
+    return image.permute(1, 2, 0).double().numpy()
+
+
+def _quantise(rgb: torch.Tensor) -> torch.Tensor:
+    return torch.round(rgb.clamp(0, 1) * 255) / 255
+
+
+def _frame_scores(predicted: torch.Tensor, ab: torch.Tensor, truth: torch.Tensor, true_ab: torch.Tensor) -> dict:
+    true_colour = metrics.colourfulness(_to_numpy(truth))
+    colour = metrics.colourfulness(_to_numpy(predicted))
+    return {
+        "psnr": metrics.psnr(_to_numpy(predicted), _to_numpy(truth)),
+        "ssim": metrics.ssim(_to_numpy(predicted), _to_numpy(truth)),
+        "auc": metrics.ab_auc(_to_numpy(ab), _to_numpy(true_ab)),
+        "colourfulness": colour,
+        "colourfulness_ratio": colour / true_colour if true_colour > 0 else float("nan"),
+    }
+
+
+def _mean(rows: list[dict]) -> dict:
+    out = {}
+    for key in rows[0]:
+        values = np.array([row[key] for row in rows], dtype=np.float64)
+        finite = values[np.isfinite(values)]
+        out[key] = float(finite.mean()) if finite.size else (float("inf") if np.isinf(values).all() else float("nan"))
+    return out
+
+
+def _label(image: Image.Image, text: str) -> Image.Image:
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((0, 0, 8 + 7 * len(text), 16), fill=(0, 0, 0))
+    draw.text((4, 2), text, fill=(255, 255, 255))
+    return image
+
+
+def _panel(rgb: torch.Tensor, label: str | None = None) -> Image.Image:
+    array = (rgb.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    image = Image.fromarray(array)
+    width = max(2, round(image.width * PANEL_HEIGHT / image.height))
+    image = image.resize((width + width % 2, PANEL_HEIGHT), Image.Resampling.BILINEAR)
+    return _label(image, label) if label else image
+
+
+def _row(panels: list[Image.Image]) -> Image.Image:
+    sheet = Image.new("RGB", (sum(p.width for p in panels), PANEL_HEIGHT))
+    x = 0
+    for panel in panels:
+        sheet.paste(panel, (x, 0))
+        x += panel.width
+    return sheet
+
+
+class Evaluator:
+    """Runs every decoding on ground truth and writes the report pictures."""
+
+    def __init__(self, colorizer: Colorizer, decodings: list[str], out: Path, max_frames: int) -> None:
+        self.colorizers = {
+            m: Colorizer(colorizer.model, colorizer.device, colorizer.size, replace(colorizer.decode, method=m))
+            for m in decodings
+        }
+        self.network = colorizer
+        self.out = out
+        self.max_frames = max_frames
+
+    def _colorize(self, lightness: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Full-resolution ab of every decoding for ``(B, 1, H, W)`` L (network run once)."""
+        for colorizer in self.colorizers.values():
+            colorizer.reset_sequence()
+        outputs: dict[str, list[torch.Tensor]] = {m: [] for m in self.colorizers}
+        for chunk in lightness.split(8):
+            logits = self.network.logits(chunk)
+            for method, colorizer in self.colorizers.items():
+                ab = colorizer.decode_output(logits, chunk)
+                outputs[method].append(upsample_ab(ab, tuple(chunk.shape[-2:])).cpu())
+        return {m: torch.cat(v) for m, v in outputs.items()}
+
+    def photo(self, path: Path) -> ItemResult:
+        truth = load_rgb(path)[None]
+        lab = rgb_to_lab(truth)
+        lightness, true_ab = lab[:, :1], lab[:, 1:]
+        result = ItemResult(path.name, "photo")
+        grey = _quantise(grey_image(lightness))
+        result.scores["grey"] = _frame_scores(grey[0], torch.zeros_like(true_ab[0]), truth[0], true_ab[0])
+        panels = [_panel(grey[0], "grey input")]
+        for method, ab in self._colorize(lightness).items():
+            predicted = _quantise(lab_to_rgb(torch.cat((lightness, ab), 1)))
+            result.scores[method] = _frame_scores(predicted[0], ab[0], truth[0], true_ab[0])
+            panels.append(_panel(predicted[0], method))
+        panels.append(_panel(truth[0], "ground truth"))
+        picture = Path("photos") / f"{path.stem}.png"
+        (self.out / picture).parent.mkdir(parents=True, exist_ok=True)
+        _row(panels).save(self.out / picture)
+        result.pictures.append(str(picture))
+        return result
+
+    def _read_clip(self, path: Path) -> tuple[torch.Tensor, float]:
+        frames = []
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            rate = float(stream.average_rate or 25)
+            for frame in container.decode(stream):
+                frames.append(torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1))
+                if len(frames) >= self.max_frames:
+                    break
+        if len(frames) < 2:
+            raise VidcolorError(f"{path}: needs at least two decodable frames for video metrics")
+        return torch.stack(frames).float() / 255, rate
+
+    def clip(self, path: Path) -> ItemResult:
+        truth, rate = self._read_clip(path)
+        lab = torch.cat([rgb_to_lab(chunk) for chunk in truth.split(16)])
+        lightness, true_ab = lab[:, :1], lab[:, 1:]
+        result = ItemResult(path.name, "video", frames=len(truth))
+        grey = _quantise(grey_image(lightness))
+        variants = {"grey": (grey, torch.zeros_like(true_ab))}
+        for method, ab in self._colorize(lightness).items():
+            variants[method] = (
+                _quantise(
+                    torch.cat(
+                        [
+                            lab_to_rgb(torch.cat((li, a), 1))
+                            for li, a in zip(lightness.split(16), ab.split(16), strict=True)
+                        ]
+                    )
+                ),
+                ab,
+            )
+        true_np = true_ab.permute(0, 2, 3, 1).numpy()
+        for name, (rgb, ab) in variants.items():
+            rows = [_frame_scores(rgb[t], ab[t], truth[t], true_ab[t]) for t in range(0, len(truth), 5)]
+            scores = _mean(rows)
+            scores["tae"] = metrics.temporal_ab_error(ab.permute(0, 2, 3, 1).numpy(), true_np)
+            scores["cdc"] = metrics.colour_distribution_consistency(rgb.permute(0, 2, 3, 1).numpy())
+            result.scores[name] = scores
+        order = ["grey", *self.colorizers, "truth"]
+        streams = {**{k: v[0] for k, v in variants.items()}, "truth": truth}
+        movie = Path("videos") / f"{path.stem}.mp4"
+        (self.out / movie).parent.mkdir(parents=True, exist_ok=True)
+        with av.open(str(self.out / movie), "w") as container:
+            stream = container.add_stream("libx264", rate=round(rate) or 25, options={"crf": "20", "preset": "fast"})
+            first = _row([_panel(streams[k][0], k) for k in order])
+            stream.width, stream.height, stream.pix_fmt = first.width, first.height, "yuv420p"
+            for t in range(len(truth)):
+                sheet = _row([_panel(streams[k][t], k) for k in order])
+                for packet in stream.encode(av.VideoFrame.from_image(sheet)):
+                    container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+        strip_frames = np.linspace(0, len(truth) - 1, min(6, len(truth))).round().astype(int)
+        rows = [_row([_panel(streams[k][t], k if i == 0 else None) for i, t in enumerate(strip_frames)]) for k in order]
+        strip = Image.new("RGB", (rows[0].width, PANEL_HEIGHT * len(rows)))
+        for i, row in enumerate(rows):
+            strip.paste(row, (0, i * PANEL_HEIGHT))
+        strip_path = Path("videos") / f"{path.stem}_strip.png"
+        strip.save(self.out / strip_path)
+        result.pictures += [str(movie), str(strip_path)]
+        return result
+
+
+def _format(value: float) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if math.isinf(value):
+        return "inf"
+    return f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
+
+
+def summarise(results: list[ItemResult]) -> dict[str, dict[str, dict[str, float]]]:
+    """Mean scores per kind (photo / video) and variant."""
+    summary: dict[str, dict[str, dict[str, float]]] = {}
+    for kind in ("photo", "video"):
+        items = [r for r in results if r.kind == kind]
+        if not items:
+            continue
+        summary[kind] = {variant: _mean([r.scores[variant] for r in items]) for variant in items[0].scores}
+    return summary
+
+
+def write_report(results: list[ItemResult], out: Path, settings: dict) -> dict:
+    """Write metrics.json, metrics.csv and index.html; returns the summary."""
+    summary = summarise(results)
+    payload = {
+        "settings": settings,
+        "summary": summary,
+        "items": [
+            {"name": r.name, "kind": r.kind, "frames": r.frames, "scores": r.scores, "pictures": r.pictures}
+            for r in results
+        ],
+    }
+    (out / "metrics.json").write_text(json.dumps(payload, indent=2, allow_nan=True) + "\n")
+    with (out / "metrics.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["item", "kind", "variant", *METRIC_NAMES])
+        for r in results:
+            for variant, scores in r.scores.items():
+                writer.writerow([r.name, r.kind, variant, *[scores.get(m, "") for m in METRIC_NAMES]])
+    (out / "index.html").write_text(_html(results, summary, settings))
+    return summary
+
+
+def _table_html(rows: dict[str, dict[str, float]]) -> str:
+    columns = [m for m in METRIC_NAMES if any(m in s for s in rows.values())]
+    head = "".join(f"<th>{c}</th>" for c in columns)
+    body = "".join(
+        f"<tr><td>{html.escape(v)}</td>"
+        + "".join(f"<td>{_format(s.get(c, float('nan')))}</td>" for c in columns)
+        + "</tr>"
+        for v, s in rows.items()
+    )
+    return f"<table><tr><th>variant</th>{head}</tr>{body}</table>"
+
+
+def _html(results: list[ItemResult], summary: dict, settings: dict) -> str:
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>vidcolor evaluation</title><style>",
+        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child{text-align:left}"
+        "img,video{max-width:100%}",
+        "</style></head><body><h1>vidcolor evaluation</h1>",
+        f"<p>{html.escape(json.dumps(settings))}</p>",
+    ]
+    for kind, rows in summary.items():
+        parts.append(f"<h2>Mean over {kind}s</h2>{_table_html(rows)}")
+    for r in results:
+        parts.append(f"<h3>{html.escape(r.name)}</h3>{_table_html(r.scores)}")
+        for picture in r.pictures:
+            src = html.escape(picture)
+            if picture.endswith(".mp4"):
+                parts.append(f"<video src='{src}' controls loop muted></video>")
+            else:
+                parts.append(f"<a href='{src}'><img src='{src}' alt='{html.escape(r.name)}'></a>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def print_summary(summary: dict, console: Console) -> None:
+    for kind, rows in summary.items():
+        table = Table(title=f"mean over {kind}s")
+        columns = [m for m in METRIC_NAMES if any(m in s for s in rows.values())]
+        table.add_column("variant")
+        for column in columns:
+            table.add_column(column, justify="right")
+        for variant, scores in rows.items():
+            table.add_row(variant, *[_format(scores.get(c, float("nan"))) for c in columns])
+        console.print(table)
+
+
+def run_eval(
+    inputs: list[Path], out: Path, colorizer: Colorizer, decodings: list[str], max_frames: int, quiet: bool
+) -> int:
+    """Evaluate every input; returns the number of failures."""
+    console = Console(stderr=True, soft_wrap=True)
+    failures = 0
+    files = expand_inputs(inputs)
+    out.mkdir(parents=True, exist_ok=True)
+    evaluator = Evaluator(colorizer, decodings, out, max_frames)
+    results: list[ItemResult] = []
+    with Progress(
+        TextColumn("[bold]evaluating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=quiet or not console.is_terminal,
+    ) as progress:
+        task = progress.add_task("eval", total=len(files))
+        for path in files:
+            try:
+                kind = sniff_kind(path)
+                results.append(evaluator.photo(path) if kind == "image" else evaluator.clip(path))
+            except VidcolorError as error:
+                failures += 1
+                console.print(f"[red]vidcolor: error:[/red] {error}", highlight=False)
+            progress.advance(task)
+    if not results:
+        console.print(f"nothing evaluated ({failures} failed)")
+        return failures
+    settings = {
+        "decodings": decodings,
+        "size": colorizer.size,
+        "model": getattr(colorizer, "model_name", "default"),
+        "max_frames": max_frames,
+    }
+    summary = write_report(results, out, settings)
+    print_summary(summary, Console(soft_wrap=True))
+    console.print(
+        f"evaluated {len(results)} of {len(results) + failures} input(s); report in {out / 'index.html'}",
+        highlight=False,
+    )
+    return failures
