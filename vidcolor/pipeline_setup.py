@@ -14,6 +14,8 @@ from vidcolor.errors import VidcolorError
 from vidcolor.models import load_model, model_card
 from vidcolor.mrf import MRFSettings
 
+DEFAULT_MRF = MRFSettings()
+
 
 def reference_histogram(path: Path) -> np.ndarray:
     """``(23, 23)`` ab histogram (counts per grid cell) of a colour reference image."""
@@ -37,7 +39,7 @@ def build_colorizer(
     device: str,
     decode_method: str | None,
     temperature: float | None,
-    mrf: MRFSettings = MRFSettings(),
+    mrf: MRFSettings = DEFAULT_MRF,
     temporal: bool = True,
     reference: Path | None = None,
 ) -> Colorizer:
