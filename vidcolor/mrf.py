@@ -9,7 +9,9 @@ bins (``bins.GRID_VALUES``). The model rewards (higher is better)
   w_ij = exp(-(L_i - L_j)^2 / sigma), L the lightness scaled to [0, 1] (so sigma = 1e-4 means
   that a step of 1 L unit, 0.01, weakens the link by e);
 * temporal (films): pixel i of frame t is linked to the same pixel's final distribution at
-  frame t-1 by temporal_weight * w_i(t, t-1) * s, w computed from the lightness change.
+  frame t-1 by temporal_weight * exp(-(L_i(t) - L_i(t-1))^2 / temporal_sigma) * s (its own
+  sigma, 1e-2: film grain and motion change L between frames more than across a pixel; the
+  defaults cut flicker by a third on the colour clips, see benchmarks/RESULTS.md).
 
 Inference is mean-field: q starts uniform; each sweep updates the two colours of a
 checkerboard in turn (each pixel's q_i(k) proportional to exp(theta_i(k) + sum_j w_ij sum_l
@@ -33,7 +35,8 @@ MRF_NEAR = 3.0
 MRF_BAND = 2
 MRF_SIGMA = 1e-4
 MRF_ITERATIONS = 8
-TEMPORAL_WEIGHT = 1.0
+TEMPORAL_WEIGHT = 2.0
+TEMPORAL_SIGMA = 1e-2  # lightness changes more between frames (grain, motion) than across a pixel
 _CHANNEL_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vidcolor-mrf")
 SCENE_CUT = 0.12  # mean |L_t - L_t-1| (L in [0, 1]) above which a new scene starts
 
@@ -50,6 +53,7 @@ class MRFSettings:
     near: float = MRF_NEAR
     band: int = MRF_BAND
     temporal_weight: float = TEMPORAL_WEIGHT
+    temporal_sigma: float = TEMPORAL_SIGMA
     scene_cut: float = SCENE_CUT
 
 
@@ -180,7 +184,7 @@ def refine_channel(
     right, down = link_weights(lightness, settings.sigma)
     if previous is not None and settings.temporal_weight > 0:
         change = (lightness.astype(np.float32) - previous_lightness.astype(np.float32)) ** 2
-        weight = (settings.temporal_weight * np.exp(-change / settings.sigma)).astype(np.float32)
+        weight = (settings.temporal_weight * np.exp(-change / settings.temporal_sigma)).astype(np.float32)
         temporal = _banded_smooth(
             np.ascontiguousarray(previous, dtype=np.float32), weight, settings.same, settings.near, settings.band
         )
