@@ -77,7 +77,7 @@ def encode_rate(clip: Path, options: VideoOptions) -> float:
             stream = source.streams.video[0]
             stream.thread_type = "AUTO"
             out = target.add_stream(
-                options.codec,
+                options.codec or "libx264",
                 rate=stream.average_rate or 25,
                 options={"crf": str(options.crf), "preset": options.preset},
             )

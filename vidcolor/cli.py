@@ -189,6 +189,7 @@ def colorize(
 )
 @click.option("--val-limit", type=int, help="Validate on at most this many images.")
 @click.option("--checkpoint-every", default=500, show_default=True, type=int)
+@click.option("--val-every", type=int, help="Steps between validations (default: every epoch).")
 @click.option("--workers", default=2, show_default=True, type=int, help="Threads loading images.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -210,6 +211,7 @@ def train(
     degrade: bool,
     val_limit: int | None,
     checkpoint_every: int,
+    val_every: int | None,
     workers: int,
     device: str,
     seed: int,
@@ -244,6 +246,7 @@ def train(
         degrade=degrade,
         workers=workers,
         checkpoint_every=checkpoint_every,
+        val_every=val_every,
         val_limit=val_limit,
         device=device,
         seed=seed,
@@ -299,7 +302,7 @@ def evaluate(
         click.echo(f"vidcolor: error: {error}", err=True)
         sys.exit(1)
     chosen = list(dict.fromkeys(decodings)) or [colorizer.decode.method]
-    failures = run_eval(list(inputs), output, colorizer, chosen, max_frames, quiet)
+    failures = run_eval(list(inputs), output, colorizer, chosen, max_frames, quiet, model_name=model)
     sys.exit(1 if failures else 0)
 
 

@@ -138,7 +138,10 @@ def write_image(path: Path, rgb: np.ndarray, alpha: np.ndarray | None, bits: int
     scale, dtype = (65535.0, np.uint16) if deep else (255.0, np.uint8)
     channels = rgb if alpha is None else np.concatenate((rgb, alpha[..., None]), axis=2)
     pixels = np.round(np.clip(channels, 0, 1) * scale).astype(dtype)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    try:
+        handle, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    except OSError as error:
+        raise VidcolorError(f"{path}: could not write ({error.strerror or error})") from None
     os.close(handle)
     tmp = Path(tmp_name)
     try:

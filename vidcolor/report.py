@@ -296,7 +296,13 @@ def print_summary(summary: dict, console: Console) -> None:
 
 
 def run_eval(
-    inputs: list[Path], out: Path, colorizer: Colorizer, decodings: list[str], max_frames: int, quiet: bool
+    inputs: list[Path],
+    out: Path,
+    colorizer: Colorizer,
+    decodings: list[str],
+    max_frames: int,
+    quiet: bool,
+    model_name: str = "default",
 ) -> int:
     """Evaluate every input; returns the number of failures."""
     console = Console(stderr=True, soft_wrap=True)
@@ -328,7 +334,7 @@ def run_eval(
     settings = {
         "decodings": decodings,
         "size": colorizer.size,
-        "model": getattr(colorizer, "model_name", "default"),
+        "model": model_name,
         "max_frames": max_frames,
     }
     summary = write_report(results, out, settings)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -203,7 +202,3 @@ def run_colorize(
         f"colorized {done} of {done + failures} file(s)" + (f", {failures} failed" if failures else ""), highlight=False
     )
     return failures
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(0)

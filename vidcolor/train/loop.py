@@ -53,6 +53,7 @@ class TrainConfig:
     degrade: bool = False
     workers: int = 2
     checkpoint_every: int = 500
+    val_every: int | None = None  # steps between validations; None: every epoch
     val_limit: int | None = None
     val_size: int = 256
     device: str = "auto"
@@ -177,7 +178,7 @@ def train(config: TrainConfig, resume: bool = False, console: Console | None = N
         best = checkpoint.get("best", best)
 
     per_epoch = steps_per_epoch(len(images), config.batch_size)
-    validate_every = max(per_epoch, config.checkpoint_every)
+    validate_every = config.val_every or per_epoch
     total = config.steps or (config.epochs or 1) * per_epoch
     use_amp = device.type == "cuda"
     console.print(
