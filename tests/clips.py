@@ -34,6 +34,8 @@ def make_clip(
     subtitles: bool = False,
     colour: bool = False,
     video_codec: str = "libx264",
+    sample_aspect: Fraction | None = None,
+    bt709_tags: bool = False,
 ) -> dict:
     """Write a clip and return what it holds: frame pts, time base, audio packet count."""
     container = av.open(str(path), "w")
@@ -45,6 +47,11 @@ def make_clip(
     video.codec_context.time_base = time_base
     if video_codec == "libx264":
         video.codec_context.options = {"preset": "ultrafast"}
+    if sample_aspect is not None:
+        video.codec_context.sample_aspect_ratio = sample_aspect
+    if bt709_tags:
+        context = video.codec_context
+        context.colorspace, context.color_primaries, context.color_trc, context.color_range = 1, 1, 1, 1
     if rotation:
         video.set_display_rotation(rotation)
     audio_streams = []

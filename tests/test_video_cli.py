@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -120,6 +122,42 @@ def test_rotation_is_kept(tmp_path):
     with av.open(str(target)) as container:
         frame = next(container.decode(video=0))
         assert frame.rotation == 90
+
+
+def test_display_aspect_and_colour_tags_are_kept(tmp_path):
+    source = tmp_path / "anamorphic.mp4"
+    make_clip(source, frames=12, sample_aspect=Fraction(4, 3), bt709_tags=True)
+    target = tmp_path / "anamorphic_out.mp4"
+    assert run_cli(str(source), "-o", str(target)).returncode == 0
+    with av.open(str(source)) as a, av.open(str(target)) as b:
+        sa, sb = a.streams.video[0], b.streams.video[0]
+        assert sb.sample_aspect_ratio == sa.sample_aspect_ratio == Fraction(4, 3)
+        assert sb.display_aspect_ratio == sa.display_aspect_ratio
+        fa, fb = next(a.decode(video=0)), next(b.decode(video=0))
+        tags = ("colorspace", "color_primaries", "color_trc", "color_range")
+        assert [getattr(fb, t) for t in tags] == [getattr(fa, t) for t in tags] == [1, 1, 1, 1]
+
+
+def test_interrupt_stops_cleanly_and_leaves_no_file(tmp_path):
+    source = tmp_path / "long.mp4"
+    make_clip(source, frames=900, width=320, height=180)
+    target = tmp_path / "long_out.mp4"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vidcolor", str(source), "-o", str(target)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    partial = tmp_path / ".long_out.partial.mp4"
+    deadline = time.monotonic() + 120
+    while not partial.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert partial.exists(), "the run never started writing"
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.mp4"]
 
 
 def test_subtitles_and_two_audio_tracks_with_tags(tmp_path):

@@ -13,7 +13,7 @@ from vidcolor.bins import ANNEAL_TEMPERATURE, DECODINGS, decode, grid_cells, mar
 from vidcolor.color import normalize_lightness
 from vidcolor.errors import VidcolorError
 from vidcolor.models.base import ColorNet
-from vidcolor.mrf import MRFSettings, PottsRefiner, is_scene_cut
+from vidcolor.mrf import SCENE_CUT, MRFSettings, PottsRefiner
 
 DEFAULT_SIZE = 256
 
@@ -128,9 +128,10 @@ class Colorizer:
         """Forget the previous frame: call before each film or photo."""
         self._previous_probs: torch.Tensor | None = None
         self._previous_lightness: torch.Tensor | None = None
-        self.cuts = 0
+        self._cut_flags: list[torch.Tensor] = []
         if self.refiner is not None:
             self.refiner.reset()
+            self.refiner.cuts = 0
 
     @torch.inference_mode()
     def ab_lowres(self, lightness: torch.Tensor) -> torch.Tensor:
@@ -152,10 +153,10 @@ class Colorizer:
             return out
         if self.reference_log_weights is not None:
             out = out + self.reference_log_weights[None, :, None, None]
-        small = functional.interpolate(lightness.to(self.device).float(), size=out.shape[-2:], mode="area") / 100.0
-        if self.refiner is not None:
-            return self._refine(out, small)
-        if self.decode.temporal:
+        if self.refiner is not None or self.decode.temporal:
+            small = functional.interpolate(lightness.to(self.device).float(), size=out.shape[-2:], mode="area") / 100
+            if self.refiner is not None:
+                return self._refine(out, small)
             out = self._blend(out, small)
         return decode(out, self.model.bins, self.decode.method, self.decode.temperature)
 
@@ -165,25 +166,34 @@ class Colorizer:
         probs_b = probs_b.permute(0, 2, 3, 1).cpu().numpy()
         lightness = small[:, 0].cpu().numpy()
         ab = np.stack([self.refiner.refine(probs_a[i], probs_b[i], lightness[i]) for i in range(len(lightness))])
-        self.cuts = self.refiner.cuts
         return torch.from_numpy(ab).to(self.device)
 
     def _blend(self, logits: torch.Tensor, small: torch.Tensor) -> torch.Tensor:
-        """Causal blend of each frame's distributions with the previous frame's (reset at cuts)."""
+        """Causal blend of each frame's distributions with the previous frame's (reset at cuts).
+
+        Stays on the device: scene cuts are kept as tensors and counted only when asked.
+        """
         probs = torch.softmax(logits, dim=1)
         blended = []
         for i in range(len(probs)):
             current, lightness = probs[i], small[i, 0]
             previous = self._previous_probs
-            if previous is not None and is_scene_cut(lightness.cpu().numpy(), self._previous_lightness.cpu().numpy()):
-                previous = None
-                self.cuts += 1
             if previous is not None:
-                weight = BLEND * torch.exp(-((lightness - self._previous_lightness) ** 2) / BLEND_SIGMA)
+                change = lightness - self._previous_lightness
+                cut = change.abs().mean() > SCENE_CUT
+                self._cut_flags.append(cut)
+                weight = BLEND * torch.exp(-(change**2) / BLEND_SIGMA) * (~cut)
                 current = (1 - weight) * current + weight * previous
             self._previous_probs, self._previous_lightness = current, lightness
             blended.append(current)
         return torch.log(torch.stack(blended).clamp_min(1e-12))
+
+    @property
+    def cuts(self) -> int:
+        """Scene cuts found since :meth:`reset_sequence`."""
+        if self.refiner is not None:
+            return self.refiner.cuts
+        return int(torch.stack(self._cut_flags).sum()) if self._cut_flags else 0
 
     @torch.inference_mode()
     def ab(self, lightness: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
