@@ -10,7 +10,7 @@ from PIL import Image
 from tests.conftest import smooth_colour_image
 from vidcolor.bins import soft_encode
 from vidcolor.cli import main
-from vidcolor.models import VidNet, load_model
+from vidcolor.models import DEFAULT_WEIGHTS, VidNet, load_model
 from vidcolor.train.data import degrade_lightness, find_images, load_image_set, random_crops
 from vidcolor.train.losses import ab_mse, rebalanced_cross_entropy
 
@@ -60,6 +60,38 @@ def image_folders(tmp_path):
     (train / "broken.jpg").write_bytes(b"not an image")
     Image.fromarray(smooth_colour_image(64, 64, seed=9)).save(val / "v.png")
     return train, val
+
+
+def test_train_starts_from_committed_weights(image_folders, tmp_path):
+    train, _ = image_folders
+    out = tmp_path / "fine"
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            str(train),
+            "--out",
+            str(out),
+            "--size",
+            "32",
+            "--batch-size",
+            "4",
+            "--steps",
+            "1",
+            "--lr",
+            "1e-9",
+            "--device",
+            "cpu",
+            "--init",
+            str(DEFAULT_WEIGHTS),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    tuned, shipped = load_model(out / "model.safetensors"), load_model()
+    assert tuned.config == shipped.config and torch.equal(tuned.bins, shipped.bins)
+    x = torch.randn(1, 1, 64, 64)
+    # one step at a negligible learning rate: still the shipped model (up to fp16 storage and BN statistics)
+    assert torch.nn.functional.cosine_similarity(tuned.eval()(x).flatten(), shipped(x).flatten(), dim=0) > 0.99
 
 
 def test_image_set_skips_grey_and_unreadable(image_folders):

@@ -194,6 +194,12 @@ def colorize(
 @click.option("--device", default="auto", show_default=True)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt.")
+@click.option(
+    "--init",
+    "init_weights",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Start from a model's weights (e.g. vidcolor/weights/default.safetensors), fresh optimiser.",
+)
 def train(
     data: tuple[Path, ...],
     out: Path,
@@ -216,6 +222,7 @@ def train(
     device: str,
     seed: int,
     resume: bool,
+    init_weights: Path | None,
 ) -> None:
     """Train a colorizer on folders of colour images."""
     from vidcolor.models.vidnet import VidNetConfig
@@ -247,6 +254,7 @@ def train(
         workers=workers,
         checkpoint_every=checkpoint_every,
         val_every=val_every,
+        init=str(init_weights) if init_weights else None,
         val_limit=val_limit,
         device=device,
         seed=seed,

@@ -23,7 +23,7 @@ from vidcolor.bins import ab_histogram, data_bins, empirical_prior, gamut_bins, 
 from vidcolor.color import normalize_lightness, rgb_to_lab
 from vidcolor.colorizer import Colorizer, DecodeSettings
 from vidcolor.evaluation import colorize_and_score, mean_scores
-from vidcolor.models import build_vidnet, save_vidnet
+from vidcolor.models import build_vidnet, load_model, save_vidnet
 from vidcolor.models.vidnet import VidNet, VidNetConfig
 from vidcolor.train.data import degrade_lightness, find_images, load_image_set, random_crops, steps_per_epoch
 from vidcolor.train.losses import ab_mse, rebalanced_cross_entropy
@@ -57,6 +57,7 @@ class TrainConfig:
     val_limit: int | None = None
     val_size: int = 256
     device: str = "auto"
+    init: str | None = None  # start from these weights (a vidnet .safetensors), fresh optimiser
     seed: int = 0
     net: dict = field(default_factory=lambda: VidNetConfig().to_dict())
     command: str = ""
@@ -150,6 +151,13 @@ def train(config: TrainConfig, resume: bool = False, console: Console | None = N
         val_images = val_set.images
         console.print(f"{len(val_set.paths)} validation images at {config.val_size} px")
 
+    initial = None
+    if config.init and checkpoint is None:
+        initial = load_model(config.init)
+        if not isinstance(initial, VidNet) or initial.kind != config.loss:
+            raise SystemExit(f"--init {config.init}: not a {config.loss} vidnet")
+        config.net = initial.config.to_dict()
+        console.print(f"starting from the weights of {config.init}")
     net_config = VidNetConfig.from_dict({**config.net, "kind": config.loss})
     if checkpoint is not None:
         bins = checkpoint.get("bins")
@@ -162,12 +170,17 @@ def train(config: TrainConfig, resume: bool = False, console: Console | None = N
             histogram += ab_histogram(torch.nn.functional.avg_pool2d(lab[:, 1:], 4))
         bins = weights = None
         if config.loss == "classification":
-            bins = gamut_bins() if config.bins == "gamut" else data_bins(histogram)
+            if initial is not None:
+                bins = initial.bins.cpu()
+            else:
+                bins = gamut_bins() if config.bins == "gamut" else data_bins(histogram)
             weights = rebalance_weights(empirical_prior(histogram, bins), config.rebalance_lambda)
     if config.loss == "classification":
         net_config = VidNetConfig.from_dict({**net_config.to_dict(), "num_bins": len(bins)})
     config.net = net_config.to_dict()
     model = build_vidnet(net_config, bins).to(device)
+    if initial is not None:
+        model.load_state_dict(initial.state_dict(), strict=False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     step = 0
     best = {"auc": -1.0, "metrics": None}
