@@ -45,9 +45,10 @@ def test_cdc_and_tae_known_answers():
 
 def test_eval_cli_writes_every_report_file_it_links(tmp_path):
     photos = tmp_path / "photos"
-    photos.mkdir()
+    (photos / "nested").mkdir(parents=True)  # folders are searched recursively
     for i in range(2):
-        Image.fromarray(smooth_colour_image(40, 56, seed=i)).save(photos / f"p{i}.png")
+        Image.fromarray(smooth_colour_image(40, 56, seed=i)).save(photos / ("nested" if i else ".") / f"p{i}.png")
+    (tmp_path / "empty").mkdir()
     clip = tmp_path / "clip.mp4"
     make_clip(clip, frames=12, colour=True)
     (tmp_path / "bad.jpg").write_text("no")
@@ -61,6 +62,7 @@ def test_eval_cli_writes_every_report_file_it_links(tmp_path):
             str(photos),
             str(clip),
             str(tmp_path / "bad.jpg"),
+            str(tmp_path / "empty"),
             "-o",
             str(report),
             "--decode",
@@ -75,7 +77,8 @@ def test_eval_cli_writes_every_report_file_it_links(tmp_path):
         timeout=600,
     )
     assert result.returncode == 1  # bad.jpg failed, the rest was evaluated
-    assert "bad.jpg" in result.stderr and "evaluated 3 of 4" in result.stderr
+    assert "bad.jpg" in result.stderr and "evaluated 3 of 5" in result.stderr
+    assert "no image or video files" in result.stderr
     assert "mean over photos" in result.stdout and "mean over videos" in result.stdout
     data = json.loads((report / "metrics.json").read_text())
     assert data["summary"]["photo"]["grey"]["colourfulness"] == 0.0

@@ -307,7 +307,13 @@ def run_eval(
     """Evaluate every input; returns the number of failures."""
     console = Console(stderr=True, soft_wrap=True)
     failures = 0
-    files = expand_inputs(inputs)
+
+    def report(message: str) -> None:
+        nonlocal failures
+        failures += 1
+        console.print(f"[red]vidcolor: error:[/red] {message}", highlight=False)
+
+    files = expand_inputs(inputs, recursive=True, report=report)
     out.mkdir(parents=True, exist_ok=True)
     evaluator = Evaluator(colorizer, decodings, out, max_frames)
     results: list[ItemResult] = []
@@ -325,8 +331,7 @@ def run_eval(
                 kind = sniff_kind(path)
                 results.append(evaluator.photo(path) if kind == "image" else evaluator.clip(path))
             except VidcolorError as error:
-                failures += 1
-                console.print(f"[red]vidcolor: error:[/red] {error}", highlight=False)
+                report(str(error))
             progress.advance(task)
     if not results:
         console.print(f"nothing evaluated ({failures} failed)")

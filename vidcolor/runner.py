@@ -70,14 +70,23 @@ class Job:
     kind: str
 
 
-def expand_inputs(inputs: list[Path]) -> list[Path]:
-    """Folders become the image and video files they hold (sorted, not recursive)."""
+def expand_inputs(inputs: list[Path], recursive: bool = False, report=None) -> list[Path]:
+    """Folders become the image and video files they hold (sorted; sub-folders too if ``recursive``).
+
+    A folder with no image or video file is passed to ``report`` (a callable taking the
+    message) and skipped; without ``report`` it raises :class:`VidcolorError`.
+    """
     files: list[Path] = []
     for item in inputs:
         if item.is_dir():
-            files += sorted(
-                p for p in item.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
-            )
+            candidates = item.rglob("*") if recursive else item.iterdir()
+            found = sorted(p for p in candidates if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+            if not found:
+                message = f"{item}: no image or video files in this folder"
+                if report is None:
+                    raise VidcolorError(message)
+                report(message)
+            files += found
         else:
             files.append(item)
     return files
@@ -85,7 +94,7 @@ def expand_inputs(inputs: list[Path]) -> list[Path]:
 
 def plan_jobs(inputs: list[Path], output: Path | None, overwrite: bool, report) -> list[Job]:
     """Pair each input with its output; bad inputs are reported and left out."""
-    files = expand_inputs(inputs)
+    files = expand_inputs(inputs, report=report)
     several = len(files) > 1 or any(p.is_dir() for p in inputs)
     folder = None
     if output is not None and (several or output.is_dir() or (not output.suffix and not output.exists())):
