@@ -181,3 +181,14 @@ def test_cli_mrf_options_on_photo_and_film(tmp_path):
         result = run_cli(str(film), "-o", str(tmp_path / f"f{len(extra)}.mp4"), "--decode", "mrf", *extra)
         assert result.returncode == 0, result.stderr
     assert run_cli(str(photo), "--decode", "mrf", "--mrf-sigma", "0").returncode == 2
+
+
+def test_cheap_temporal_blend_counts_scene_cuts():
+    colorizer = tiny_colorizer("mean", temporal=True)
+    steady = torch.full((3, 1, 64, 64), 30.0)
+    colorizer.ab_lowres(steady)
+    assert colorizer.cuts == 0
+    colorizer.ab_lowres(torch.full((1, 1, 64, 64), 90.0))  # a jump of 60 L units: a new scene
+    assert colorizer.cuts == 1
+    colorizer.reset_sequence()
+    assert colorizer.cuts == 0

@@ -8,8 +8,12 @@ from pathlib import Path
 
 import click
 
-from vidcolor import __version__
-from vidcolor.bins import ANNEAL_TEMPERATURE
+from vidcolor.memory import limit_malloc_arenas
+
+limit_malloc_arenas()  # before torch, numba and FFmpeg start threads
+
+from vidcolor import __version__  # noqa: E402
+from vidcolor.bins import ANNEAL_TEMPERATURE  # noqa: E402
 
 DECODE_CHOICES = ("annealed", "mean", "mode", "mrf")
 

@@ -128,7 +128,7 @@ class Colorizer:
         """Forget the previous frame: call before each film or photo."""
         self._previous_probs: torch.Tensor | None = None
         self._previous_lightness: torch.Tensor | None = None
-        self._cut_flags: list[torch.Tensor] = []
+        self._cut_count = torch.zeros((), dtype=torch.long, device=self.device)  # no host sync per frame
         if self.refiner is not None:
             self.refiner.reset()
             self.refiner.cuts = 0
@@ -181,7 +181,7 @@ class Colorizer:
             if previous is not None:
                 change = lightness - self._previous_lightness
                 cut = change.abs().mean() > SCENE_CUT
-                self._cut_flags.append(cut)
+                self._cut_count = self._cut_count + cut
                 weight = BLEND * torch.exp(-(change**2) / BLEND_SIGMA) * (~cut)
                 current = (1 - weight) * current + weight * previous
             self._previous_probs, self._previous_lightness = current, lightness
@@ -193,7 +193,7 @@ class Colorizer:
         """Scene cuts found since :meth:`reset_sequence`."""
         if self.refiner is not None:
             return self.refiner.cuts
-        return int(torch.stack(self._cut_flags).sum()) if self._cut_flags else 0
+        return int(self._cut_count)
 
     @torch.inference_mode()
     def ab(self, lightness: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
