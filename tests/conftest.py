@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,3 +32,8 @@ def smooth_colour_image(height: int, width: int, seed: int = 0) -> np.ndarray:
         top, left = rng.integers(0, height // 2), rng.integers(0, width // 2)
         image[top : top + height // 4, left : left + width // 4] = rng.integers(0, 256, 3)
     return image.clip(0, 255).astype(np.uint8)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """Run the real ``vidcolor`` command line in a child process; output captured as text."""
+    return subprocess.run([sys.executable, "-m", "vidcolor", *args], capture_output=True, text=True, timeout=600)

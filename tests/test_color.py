@@ -6,8 +6,20 @@ from skimage import color as skcolor
 from vidcolor.color import compose_lab, lab_to_rgb, lightness_to_luma, luma_to_lightness, rgb_to_lab
 
 EDGE_COLOURS = np.array(
-    [[0, 0, 0], [1, 1, 1], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [0, 1, 1], [1, 0, 1], [0.5, 0.5, 0.5],
-     [0.04045, 0.04045, 0.04045], [0.04, 0.2, 0.9], [1 / 255, 0, 0]]
+    [
+        [0, 0, 0],
+        [1, 1, 1],
+        [1, 0, 0],
+        [0, 1, 0],
+        [0, 0, 1],
+        [1, 1, 0],
+        [0, 1, 1],
+        [1, 0, 1],
+        [0.5, 0.5, 0.5],
+        [0.04045, 0.04045, 0.04045],
+        [0.04, 0.2, 0.9],
+        [1 / 255, 0, 0],
+    ]
 )
 
 
@@ -28,7 +40,9 @@ def test_rgb_to_lab_matches_skimage_on_random_and_edge_colours(rng, dtype):
 
 
 def test_lab_to_rgb_matches_skimage_to_one_level(rng):
-    lab = np.stack([rng.uniform(0, 100, (32, 32)), rng.uniform(-110, 110, (32, 32)), rng.uniform(-110, 110, (32, 32))], -1)
+    lab = np.stack(
+        [rng.uniform(0, 100, (32, 32)), rng.uniform(-110, 110, (32, 32)), rng.uniform(-110, 110, (32, 32))], -1
+    )
     lab[0, :3] = [[0, 0, 0], [100, 0, 0], [50, 0, 0]]
     with pytest.warns(UserWarning):  # skimage warns about the out-of-gamut colours it clips
         expected = skcolor.lab2rgb(lab)

@@ -1,8 +1,6 @@
 """End-to-end tests of still-image mode through the real ``vidcolor`` command line."""
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -11,14 +9,8 @@ import torch
 from PIL import Image
 from skimage import color as skcolor
 
-from tests.conftest import smooth_colour_image
+from tests.conftest import run_cli, smooth_colour_image
 from vidcolor.image import read_image
-
-
-def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "vidcolor", *args], capture_output=True, text=True, cwd=cwd, timeout=300
-    )
 
 
 def lightness(rgb: np.ndarray) -> np.ndarray:

@@ -1,6 +1,4 @@
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -8,6 +6,7 @@ import torch
 from PIL import Image
 
 from tests.clips import make_clip
+from tests.conftest import run_cli
 from tests.mrf_reference import banded_message, mean_field_reference
 from vidcolor import mrf
 from vidcolor.bins import GRID_VALUES
@@ -148,10 +147,6 @@ def test_cheap_temporal_blend_for_mean_decoding_and_reset():
     assert torch.allclose(blended[0], independent[0], atol=1e-4)  # the first frame has no past
     colorizer.reset_sequence()
     assert torch.allclose(colorizer.ab_lowres(frames[2:]), independent[2:], atol=1e-4)
-
-
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "vidcolor", *args], capture_output=True, text=True, timeout=600)
 
 
 def test_cli_mrf_options_on_photo_and_film(tmp_path):

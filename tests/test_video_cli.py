@@ -14,11 +14,7 @@ import numpy as np
 import pytest
 
 from tests.clips import make_clip
-from tests.conftest import SHARED
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vidcolor", *args], capture_output=True, text=True, timeout=600)
+from tests.conftest import SHARED, run_cli
 
 
 def frame_info(path: Path) -> tuple[list[int], Fraction, float]:

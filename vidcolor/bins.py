@@ -17,10 +17,10 @@ Distributions are laid out ``(B, Q, H, W)``; ab images ``(B, 2, H, W)`` in Lab u
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
 import torch
+from scipy.ndimage import gaussian_filter
 
 GRID_SPACING = 10.0
 GRID_VALUES = np.arange(-110.0, 111.0, GRID_SPACING, dtype=np.float32)
@@ -104,17 +104,6 @@ def data_bins(histogram: torch.Tensor, min_fraction: float = 1e-6) -> torch.Tens
     return cells_to_centres(cells)
 
 
-def _gaussian_smooth(grid: np.ndarray, sigma_cells: float) -> np.ndarray:
-    """Separable Gaussian blur of a 2-D array (zero padding), sigma in cells."""
-    radius = max(1, int(math.ceil(3 * sigma_cells)))
-    offsets = np.arange(-radius, radius + 1)
-    kernel = np.exp(-(offsets**2) / (2 * sigma_cells**2))
-    kernel /= kernel.sum()
-    padded = np.pad(grid, radius)
-    rows = sum(kernel[i] * padded[i : i + grid.shape[0], :] for i in range(len(kernel)))
-    return sum(kernel[i] * rows[:, i : i + grid.shape[1]] for i in range(len(kernel)))
-
-
 def empirical_prior(histogram: torch.Tensor, bins: torch.Tensor, sigma: float = PRIOR_SIGMA) -> torch.Tensor:
     """The smoothed empirical distribution p~ of the bins.
 
@@ -126,7 +115,8 @@ def empirical_prior(histogram: torch.Tensor, bins: torch.Tensor, sigma: float = 
         ``(Q,)`` float32 probabilities summing to 1.
     """
     counts = histogram.double().numpy()
-    smooth = _gaussian_smooth(counts, sigma / GRID_SPACING) if sigma > 0 else counts
+    # zero padding, kernel cut at 3 sigma
+    smooth = gaussian_filter(counts, sigma / GRID_SPACING, mode="constant", truncate=3.0) if sigma > 0 else counts
     cells = grid_cells(bins)
     prior = torch.from_numpy(smooth)[cells[:, 0], cells[:, 1]]
     total = prior.sum()

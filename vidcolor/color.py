@@ -95,17 +95,6 @@ def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
     return rgb.clamp(0.0, 1.0)
 
 
-def rgb_to_lightness(rgb: torch.Tensor) -> torch.Tensor:
-    """Lightness L of sRGB pixels.
-
-    Args:
-        rgb: ``(*, 3, H, W)`` sRGB in [0, 1].
-    Returns:
-        ``(*, 1, H, W)`` L in [0, 100].
-    """
-    return rgb_to_lab(rgb)[..., :1, :, :]
-
-
 def luma_to_lightness(luma: torch.Tensor) -> torch.Tensor:
     """Lightness L of a grey image given by its (gamma-encoded) grey level.
 

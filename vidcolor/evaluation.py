@@ -22,9 +22,6 @@ class ImageScores:
     colourfulness: float
     true_colourfulness: float
 
-    def as_dict(self) -> dict[str, float]:
-        return dict(self.__dict__)
-
 
 def score_image(
     predicted_rgb: np.ndarray, predicted_ab: np.ndarray, true_rgb: np.ndarray, true_ab: np.ndarray

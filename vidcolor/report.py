@@ -13,7 +13,7 @@ import csv
 import html
 import json
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import av
@@ -28,7 +28,7 @@ from vidcolor import metrics
 from vidcolor.color import lab_to_rgb, rgb_to_lab
 from vidcolor.colorizer import Colorizer, upsample_ab
 from vidcolor.errors import VidcolorError
-from vidcolor.evaluation import grey_image, load_rgb
+from vidcolor.evaluation import grey_image, load_rgb, score_image
 from vidcolor.runner import expand_inputs, sniff_kind
 
 PANEL_HEIGHT = 192
@@ -55,15 +55,11 @@ def _quantise(rgb: torch.Tensor) -> torch.Tensor:
 
 
 def _frame_scores(predicted: torch.Tensor, ab: torch.Tensor, truth: torch.Tensor, true_ab: torch.Tensor) -> dict:
-    true_colour = metrics.colourfulness(_to_numpy(truth))
-    colour = metrics.colourfulness(_to_numpy(predicted))
-    return {
-        "psnr": metrics.psnr(_to_numpy(predicted), _to_numpy(truth)),
-        "ssim": metrics.ssim(_to_numpy(predicted), _to_numpy(truth)),
-        "auc": metrics.ab_auc(_to_numpy(ab), _to_numpy(true_ab)),
-        "colourfulness": colour,
-        "colourfulness_ratio": colour / true_colour if true_colour > 0 else float("nan"),
-    }
+    """:func:`evaluation.score_image` of ``(3, H, W)`` / ``(2, H, W)`` tensors, plus the colourfulness ratio."""
+    scores = asdict(score_image(_to_numpy(predicted), _to_numpy(ab), _to_numpy(truth), _to_numpy(true_ab)))
+    true_colour = scores.pop("true_colourfulness")
+    scores["colourfulness_ratio"] = scores["colourfulness"] / true_colour if true_colour > 0 else float("nan")
+    return scores
 
 
 def _mean(rows: list[dict]) -> dict:

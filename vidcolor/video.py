@@ -67,7 +67,6 @@ class VideoOptions:
 @dataclass
 class _Frame:
     frame: av.VideoFrame
-    repeated: bool = False
 
 
 @dataclass
@@ -265,7 +264,7 @@ class _Reader:
             return True  # nothing decoded yet to stand in for it
         self.repeated += 1
         self.frames += 1
-        return _put(self.queue, _Frame(_repeat_at(self.previous, pts), repeated=True), self.failure)
+        return _put(self.queue, _Frame(_repeat_at(self.previous, pts)), self.failure)
 
     def _decode(self, packet: av.Packet | None) -> bool:
         try:

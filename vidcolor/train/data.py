@@ -17,8 +17,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from vidcolor.color import rgb_to_lab
+from vidcolor.image import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 GREY_CHROMA_THRESHOLD = 3.0  # mean |ab| below this (Lab units) counts as a grey image
 
 
