@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import av
+import numba
 import numpy as np
 import torch
 
@@ -27,12 +28,12 @@ sys.path.insert(0, str(ROOT))
 
 from tests.mrf_reference import mean_field_reference  # noqa: E402
 from vidcolor import metrics  # noqa: E402
-from vidcolor.bins import marginalize  # noqa: E402
+from vidcolor.bins import channel_marginals  # noqa: E402
 from vidcolor.color import lab_to_rgb, rgb_to_lab  # noqa: E402
 from vidcolor.colorizer import Colorizer, DecodeSettings, upsample_ab  # noqa: E402
 from vidcolor.evaluation import colorize_and_score, load_rgb, mean_scores  # noqa: E402
 from vidcolor.models import load_model  # noqa: E402
-from vidcolor.mrf import MRFSettings, PottsRefiner, link_weights, refine_channel, unary_term  # noqa: E402
+from vidcolor.mrf import MRFSettings, PottsRefiner, link_weights, mean_field, refine, unary_term  # noqa: E402
 from vidcolor.train.data import find_images  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
@@ -48,40 +49,72 @@ def best_of(function, repeats: int = 3) -> float:
     return min(times)
 
 
+def random_bias(rng: np.random.Generator, channels: int, k: int, side: int) -> np.ndarray:
+    """``(C, K, side, side)`` unary terms of random, mostly peaked distributions."""
+    probs = rng.random((channels, k, side, side)) ** 4
+    return unary_term(probs / probs.sum(axis=1, keepdims=True), MRFSettings())
+
+
 def speed() -> dict:
+    """numba against the NumPy reference: one channel (numba on 1 thread and on all), and a
+    frame's two channels (numba runs them in one call; the reference one after the other)."""
     rng = np.random.default_rng(0)
     settings = MRFSettings()
+    threads = numba.get_num_threads()
     rows = {}
     for side in (64, 256):
+        repeats = 20 if side == 64 else 5
+        lightness = rng.random((side, side)) * 0.1
+        right, down = link_weights(lightness, settings.sigma)
         for k in (23, 25):
-            probs = rng.random((side, side, k)) ** 4
-            probs /= probs.sum(-1, keepdims=True)
-            lightness = rng.random((side, side)) * 0.1
-            bias = unary_term(probs, settings).astype(np.float64)
-            right, down = (w.astype(np.float64) for w in link_weights(lightness, settings.sigma))
-            from vidcolor.mrf import _mean_field
+            bias = random_bias(rng, 2, k, side)
 
-            _mean_field(bias, right, down, 8, 10.0, 3.0, 2)
-            fast = best_of(lambda: _mean_field(bias, right, down, 8, 10.0, 3.0, 2), 5)  # noqa: B023
-            slow = best_of(lambda: mean_field_reference(bias, right, down, 8, 10.0, 3.0, 2), 1)  # noqa: B023
-            rows[f"{side}x{side} K={k}"] = {"numba_ms": fast * 1e3, "numpy_ms": slow * 1e3, "speedup": slow / fast}
-        joint = torch.softmax(torch.randn(1, 313, side, side) * 3, dim=1)
+            def run(channels):
+                return mean_field(channels, right, down, 8, 10.0, 3.0, 2)  # noqa: B023
+
+            run(bias)
+            run(bias[:1])
+            channel = best_of(lambda: run(bias[:1]), repeats)  # noqa: B023
+            frame = best_of(lambda: run(bias), repeats)  # noqa: B023
+            numba.set_num_threads(1)
+            try:
+                channel_1thread = best_of(lambda: run(bias[:1]), repeats)  # noqa: B023
+            finally:
+                numba.set_num_threads(threads)
+            reference = [
+                best_of(
+                    lambda c=c: mean_field_reference(np.moveaxis(bias[c], 0, -1), right, down, 8, 10.0, 3.0, 2),  # noqa: B023
+                    3 if side == 64 else 1,
+                )
+                for c in range(2)
+            ]
+            rows[f"{side}x{side} K={k}"] = {
+                "numba_channel_ms": channel * 1e3,
+                "numba_channel_1thread_ms": channel_1thread * 1e3,
+                "numpy_channel_ms": reference[0] * 1e3,
+                "speedup_channel": reference[0] / channel,
+                "speedup_channel_1thread": reference[0] / channel_1thread,
+                "numba_frame_ms": frame * 1e3,
+                "numpy_frame_ms": sum(reference) * 1e3,
+                "speedup_frame": sum(reference) / frame,
+            }
+        joint = torch.randn(1, 313, side, side) * 3  # logits
         bins = torch.tensor(
             [[a, b] for a in range(-90, 101, 10) for b in range(-110, 101, 10)][:313], dtype=torch.float32
         )
-        lightness = rng.random((side, side)) * 0.1
 
         def joint_mrf():
-            probs_a, probs_b = marginalize(joint, bins)  # noqa: B023
-            for probs in (probs_a, probs_b):
-                refine_channel(probs[0].permute(1, 2, 0).numpy(), lightness, settings)  # noqa: B023
+            probs = channel_marginals(joint, bins)[0].numpy()  # noqa: B023
+            refine(probs, lightness, settings)  # noqa: B023
 
-        rows[f"{side}x{side} K=313 marginalised (both channels)"] = {"numba_ms": best_of(joint_mrf, 3) * 1e3}
+        joint_mrf()
+        rows[f"{side}x{side} K=313 marginalised"] = {"numba_frame_ms": best_of(joint_mrf, repeats) * 1e3}
     return rows
 
 
 def network_share(colorizer: Colorizer) -> dict:
-    """Per-frame cost of the network (batch 8) and of the MRF on its output, on a real photo."""
+    """Per-frame cost of the network (batch 8, 256 px) and of the MRF decoding of its output
+    (softmax, marginalisation onto a and b, both channels' mean-field, mode), on a real photo."""
     photo = load_rgb(ROOT / "examples" / "astronaut_bw.jpg")[None]
     lightness = torch.nn.functional.interpolate(rgb_to_lab(photo)[:, :1], size=(256, 256), mode="area")
     batch = lightness.expand(8, -1, -1, -1).contiguous()
@@ -89,11 +122,14 @@ def network_share(colorizer: Colorizer) -> dict:
     network = best_of(lambda: colorizer.logits(batch), 3) / 8
     logits = colorizer.logits(lightness)
     small = torch.nn.functional.interpolate(lightness, size=logits.shape[-2:], mode="area")[0, 0].numpy() / 100
-    probs_a, probs_b = marginalize(torch.softmax(logits, 1), colorizer.model.bins)
-    pa, pb = probs_a[0].permute(1, 2, 0).numpy(), probs_b[0].permute(1, 2, 0).numpy()
     refiner = PottsRefiner(temporal=False)
-    refiner.refine(pa, pb, small)
-    cost = best_of(lambda: refiner.refine(pa, pb, small), 10)
+
+    def decode_mrf():
+        probs = channel_marginals(logits, colorizer.model.bins)[0].numpy()
+        return refiner.refine(probs, small)
+
+    decode_mrf()
+    cost = best_of(decode_mrf, 20)
     return {"network_ms_per_frame": network * 1e3, "mrf_ms_per_frame": cost * 1e3, "share": cost / network}
 
 
@@ -178,15 +214,23 @@ def main() -> None:
     torch.set_num_threads(2)
     model = load_model()
     figures: dict = {"speed": speed()}
-    print("speed (best of several runs, 8 sweeps):")
+    print(f"speed (best of several runs, 8 sweeps, numba on {numba.get_num_threads()} threads unless said):")
     for name, row in figures["speed"].items():
-        extra = f"  numpy {row['numpy_ms']:8.1f} ms  speedup {row['speedup']:5.1f}x" if "numpy_ms" in row else ""
-        print(f"  {name:<44} numba {row['numba_ms']:7.2f} ms{extra}")
+        if "numpy_channel_ms" not in row:
+            print(f"  {name:<28} frame (a and b): numba {row['numba_frame_ms']:7.2f} ms")
+            continue
+        print(
+            f"  {name:<28} channel: numba {row['numba_channel_ms']:7.2f} ms (1 thread "
+            f"{row['numba_channel_1thread_ms']:7.2f}), numpy {row['numpy_channel_ms']:8.1f} ms, "
+            f"speed-up {row['speedup_channel']:5.1f}x (1 thread {row['speedup_channel_1thread']:5.1f}x); "
+            f"frame: numba {row['numba_frame_ms']:7.2f} ms, numpy {row['numpy_frame_ms']:8.1f} ms, "
+            f"speed-up {row['speedup_frame']:5.1f}x"
+        )
     share = network_share(Colorizer(model, "cpu", 256, DecodeSettings("mean")))
     figures["share"] = share
     print(
         f"per frame (examples/astronaut_bw.jpg, 256 px): network {share['network_ms_per_frame']:.1f} ms, "
-        f"MRF (a and b, 64x64) "
+        f"MRF decoding (a and b, 64x64) "
         f"{share['mrf_ms_per_frame']:.1f} ms = {100 * share['share']:.1f} % of the network (target < 20 %)"
     )
     if not args.skip_quality and SHARED.exists():

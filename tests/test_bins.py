@@ -8,12 +8,12 @@ from skimage import color as skcolor
 from vidcolor.bins import (
     GRID_VALUES,
     ab_histogram,
+    channel_marginals,
     data_bins,
     decode,
     empirical_prior,
     gamut_bins,
     grid_cells,
-    marginalize,
     rebalance_weights,
     soft_encode,
 )
@@ -94,12 +94,12 @@ def test_decodings_on_hand_values():
         decode(logits, bins, "median")
 
 
-def test_marginalize_onto_channel_bins():
+def test_channel_marginals_of_the_softmax():
     bins = torch.tensor([[0.0, 0.0], [40.0, 0.0], [40.0, -40.0]])
-    probs = torch.tensor([0.2, 0.5, 0.3]).view(1, 3, 1, 1)
-    probs_a, probs_b = marginalize(probs, bins)
-    assert probs_a.shape == (1, len(GRID_VALUES), 1, 1)
-    assert probs_a[0, 11, 0, 0].item() == pytest.approx(0.2)
-    assert probs_a[0, 15, 0, 0].item() == pytest.approx(0.8)
-    assert probs_b[0, 11, 0, 0].item() == pytest.approx(0.7)
-    assert probs_b[0, 7, 0, 0].item() == pytest.approx(0.3)
+    logits = torch.tensor([0.2, 0.5, 0.3]).log().view(1, 3, 1, 1) + 7.0  # softmax: 0.2, 0.5, 0.3
+    marginals = channel_marginals(logits, bins)
+    assert marginals.shape == (1, 2, len(GRID_VALUES), 1, 1)
+    probs_a, probs_b = marginals[0, 0, :, 0, 0], marginals[0, 1, :, 0, 0]
+    assert probs_a[11].item() == pytest.approx(0.2) and probs_a[15].item() == pytest.approx(0.8)
+    assert probs_b[11].item() == pytest.approx(0.7) and probs_b[7].item() == pytest.approx(0.3)
+    assert probs_a.sum().item() == pytest.approx(1.0) and probs_b.sum().item() == pytest.approx(1.0)

@@ -17,32 +17,48 @@ K = len(GRID_VALUES)
 
 
 def random_probs(rng, height, width, k=K):
-    probs = rng.random((height, width, k)) ** 4
-    return probs / probs.sum(axis=-1, keepdims=True)
+    """``(K, H, W)`` random, mostly peaked distributions."""
+    probs = rng.random((k, height, width)) ** 4
+    return probs / probs.sum(axis=0, keepdims=True)
 
 
-@pytest.mark.parametrize(("height", "width"), [(1, 1), (5, 7), (33, 40)])
-def test_numba_mean_field_matches_numpy_reference(rng, height, width):
-    probs = random_probs(rng, height, width)
+def channels_last(array):
+    """``(K, H, W)`` -> ``(H, W, K)``, the reference's layout."""
+    return np.ascontiguousarray(np.moveaxis(array, 0, -1))
+
+
+@pytest.mark.parametrize(("height", "width", "band"), [(1, 1, 2), (5, 7, 2), (33, 40, 2), (32, 17, 1), (9, 12, 3)])
+def test_numba_mean_field_matches_numpy_reference(rng, height, width, band):
     lightness = rng.random((height, width)) * 0.05
-    bias = 10 * probs + rng.random((height, width, K))  # unary plus a temporal field
     right, down = mrf.link_weights(lightness, 1e-3)
     right, down = right.astype(np.float64), down.astype(np.float64)
-    fast = mrf._mean_field(bias, right, down, 8, 10.0, 3.0, 2)
-    slow = mean_field_reference(bias, right, down, 8, 10.0, 3.0, 2)
-    assert np.abs(fast - slow).max() < 1e-5
-    assert np.allclose(fast.sum(axis=-1), 1.0)
+    # two channels at once, each with its unary plus a temporal field
+    bias = np.stack([10 * random_probs(rng, height, width) + rng.random((K, height, width)) for _ in range(2)])
+    fast = mrf.mean_field(bias, right, down, 8, 10.0, 3.0, band)
+    assert fast.shape == bias.shape
+    for channel in range(2):
+        slow = mean_field_reference(channels_last(bias[channel]), right, down, 8, 10.0, 3.0, band)
+        assert np.abs(channels_last(fast[channel]) - slow).max() < 1e-5
+    assert np.allclose(fast.sum(axis=1), 1.0)
+
+
+def test_exp_polynomial_is_accurate_on_its_range():
+    x = np.linspace(-36, 0, 10001)
+    approximate = np.array([mrf._exp_nonpositive(value) for value in x])
+    assert np.abs(approximate / np.exp(x) - 1).max() < 2e-9
+    assert mrf._exp_nonpositive(-1000.0) == pytest.approx(np.exp(-36.0))  # clamped, never negative
 
 
 def test_banded_smooth_matches_reference(rng):
-    q = random_probs(rng, 4, 6).astype(np.float32)
-    weight = rng.random((4, 6)).astype(np.float32)
+    q = np.stack([random_probs(rng, 4, 6), random_probs(rng, 4, 6)])
+    weight = rng.random((4, 6))
     fast = mrf._banded_smooth(q, weight, 10.0, 3.0, 2)
-    slow = weight[..., None] * banded_message(q.astype(np.float64), 10.0, 3.0, 2)
-    assert np.abs(fast - slow).max() < 1e-5
-    one_hot = np.zeros((1, 1, K), np.float32)
-    one_hot[0, 0, 5] = 1
-    smoothed = mrf._banded_smooth(one_hot, np.ones((1, 1), np.float32), 10.0, 3.0, 2)[0, 0]
+    for channel in range(2):
+        slow = weight[..., None] * banded_message(channels_last(q[channel]), 10.0, 3.0, 2)
+        assert np.abs(channels_last(fast[channel]) - slow).max() < 1e-12
+    one_hot = np.zeros((1, K, 1, 1))
+    one_hot[0, 5] = 1
+    smoothed = mrf._banded_smooth(one_hot, np.ones((1, 1)), 10.0, 3.0, 2)[0, :, 0, 0]
     assert smoothed[5] == 10 and smoothed[3] == smoothed[4] == smoothed[6] == smoothed[7] == 3
     assert smoothed[2] == smoothed[8] == 0
 
@@ -55,68 +71,70 @@ def test_link_weights_and_unary_hand_values():
     assert right[:, 1].tolist() == [0, 0] and down[1].tolist() == [0, 0]
     probs = np.array([[[0.25, 0.75]]])
     assert mrf.unary_term(probs, mrf.MRFSettings()).tolist() == [[[2.5, 7.5]]]
+    assert mrf.unary_term(probs, mrf.MRFSettings()).dtype == np.float64
     assert mrf.unary_term(probs, mrf.MRFSettings(unary="sqrt")).ravel().tolist() == pytest.approx([5.0, 10 * 0.75**0.5])
     with pytest.raises(ValueError):
         mrf.unary_term(probs, mrf.MRFSettings(unary="log"))
 
 
 def two_label_probs(height, width, label_left, label_right, noise, rng):
+    """``(1, K, H, W)``: one label on the left half, another on the right, some pixels noisy."""
     probs = np.full((height, width, K), 0.01)
     probs[:, : width // 2, label_left] = 1.0
     probs[:, width // 2 :, label_right] = 1.0
     flips = rng.random((height, width)) < noise
     probs[flips] = np.roll(probs[flips], 8, axis=-1)  # noisy pixels prefer a far bin
-    return probs / probs.sum(axis=-1, keepdims=True)
+    return np.moveaxis(probs / probs.sum(axis=-1, keepdims=True), -1, 0)[None]
 
 
 def test_smoothing_follows_lightness_edges(rng):
     probs = two_label_probs(16, 16, 4, 16, noise=0.15, rng=rng)
     lightness = np.zeros((16, 16))
     lightness[:, 8:] = 0.6  # an edge where the labels change
-    q = mrf.refine_channel(probs, lightness)
-    labels = q.argmax(axis=-1)
+    q = mrf.refine(probs, lightness)[0]
+    labels = q.argmax(axis=0)
     assert (labels[:, :8] == 4).all() and (labels[:, 8:] == 16).all()  # noise removed, edge kept
-    assert q.max(axis=-1).min() > 0.9  # nearly one-hot
-    independent = mrf.refine_channel(probs, lightness, mrf.MRFSettings(same=0, near=0))
-    assert (independent.argmax(axis=-1) == probs.argmax(axis=-1)).all()  # no pairwise: mode of p
+    assert q.max(axis=0).min() > 0.9  # nearly one-hot
+    independent = mrf.refine(probs, lightness, mrf.MRFSettings(same=0, near=0))
+    assert (independent.argmax(axis=1) == probs.argmax(axis=1)).all()  # no pairwise: mode of p
 
 
 def test_histogram_transfer_pushes_an_ambiguous_region_toward_the_reference():
-    ambiguous = np.zeros((8, 8, K))
+    ambiguous = np.zeros((K, 8, 8))
     red, green = 15, 9  # a = +40 (red) or a = -20 (green), equally likely
-    ambiguous[..., red] = ambiguous[..., green] = 0.5
+    ambiguous[red] = ambiguous[green] = 0.5
     histogram = np.zeros(K)
     histogram[red] = 1.0
     shifted = mrf.histogram_transfer(ambiguous, histogram)
-    assert (shifted[..., red] > 0.9).all()
-    q = mrf.refine_channel(shifted, np.zeros((8, 8)))
+    assert (shifted[red] > 0.9).all()
+    q = mrf.refine(shifted[None], np.zeros((8, 8)))
     assert (mrf.mode_values(q) == GRID_VALUES[red]).all()
 
 
 def test_scene_cut_resets_the_temporal_link(rng):
     refiner = mrf.PottsRefiner(temporal=True)
-    probs = random_probs(rng, 8, 8)
+    probs = np.stack([random_probs(rng, 8, 8)] * 2)
     dark, bright = np.full((8, 8), 0.2), np.full((8, 8), 0.8)
-    refiner.refine(probs, probs, dark)
-    refiner.refine(probs, probs, dark)
+    refiner.refine(probs, dark)
+    refiner.refine(probs, dark)
     assert refiner.cuts == 0
-    after_cut = refiner.refine(probs, probs, bright)
+    after_cut = refiner.refine(probs, bright)
     assert refiner.cuts == 1
-    fresh = mrf.PottsRefiner(temporal=True).refine(probs, probs, bright)
+    fresh = mrf.PottsRefiner(temporal=True).refine(probs, bright)
     assert np.array_equal(after_cut, fresh)
 
 
 def test_temporal_term_keeps_an_ambiguous_frame_on_the_previous_colour():
-    first = np.full((6, 6, K), 0.001)
-    first[..., 4] = 1.0
-    ambiguous = np.full((6, 6, K), 0.001)
-    ambiguous[..., 4] = ambiguous[..., 18] = 0.5
-    ambiguous[..., 18] += 0.02  # slightly prefers the other colour on its own
+    first = np.full((2, K, 6, 6), 0.001)
+    first[:, 4] = 1.0
+    ambiguous = np.full((2, K, 6, 6), 0.001)
+    ambiguous[:, 4] = ambiguous[:, 18] = 0.5
+    ambiguous[:, 18] += 0.02  # slightly prefers the other colour on its own
     lightness = np.full((6, 6), 0.5)
     linked = mrf.PottsRefiner(temporal=True)
-    linked.refine(first, first, lightness)
-    with_time = linked.refine(ambiguous, ambiguous, lightness)
-    alone = mrf.PottsRefiner(temporal=False).refine(ambiguous, ambiguous, lightness)
+    linked.refine(first, lightness)
+    with_time = linked.refine(ambiguous, lightness)
+    alone = mrf.PottsRefiner(temporal=False).refine(ambiguous, lightness)
     assert (with_time == GRID_VALUES[4]).all() and (alone == GRID_VALUES[18]).all()
 
 

@@ -183,32 +183,54 @@ def decode(
     Returns:
         ``(B, 2, H, W)`` ab values in Lab units.
     """
-    centres = bins.to(logits.device, logits.dtype)
+    _check_decoding(method, temperature)
     if method == "mode":
-        return centres[logits.argmax(dim=1)].movedim(-1, 1)
-    if method == "mean":
-        probs = torch.softmax(logits, dim=1)
-    elif method == "annealed":
-        if temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
-        probs = torch.softmax(logits / temperature, dim=1)
-    else:
+        return decode_probs(logits, bins, method)
+    scale = 1.0 / temperature if method == "annealed" else 1.0
+    # frame by frame: a batch of Q-bin maps would not stay in cache
+    frames = [expectation(torch.softmax(frame * scale, dim=1), bins) for frame in logits.split(1)]
+    return torch.cat(frames) if frames else logits.new_zeros((0, 2, *logits.shape[2:]))
+
+
+def decode_probs(
+    probs: torch.Tensor, bins: torch.Tensor, method: str = "annealed", temperature: float = ANNEAL_TEMPERATURE
+) -> torch.Tensor:
+    """:func:`decode` for probabilities ``(B, Q, H, W)`` (each pixel summing to 1) instead of logits."""
+    _check_decoding(method, temperature)
+    if method == "mode":
+        return bins.to(probs.device, probs.dtype)[probs.argmax(dim=1)].movedim(-1, 1)
+    if method == "annealed":
+        probs = probs.clamp_min(1e-12).pow(1.0 / temperature)  # softmax(log p / T), unnormalised
+        probs = probs / probs.sum(dim=1, keepdim=True)
+    return expectation(probs, bins)
+
+
+def expectation(probs: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+    """``(B, Q, H, W)`` probabilities over ``(Q, 2)`` bins -> ``(B, 2, H, W)`` expected ab."""
+    centres = bins.to(probs.device, probs.dtype)
+    return torch.matmul(centres.T, probs.flatten(2)).view(probs.shape[0], 2, *probs.shape[2:])
+
+
+def _check_decoding(method: str, temperature: float) -> None:
+    if method not in DECODINGS:
         raise ValueError(f"unknown decoding {method!r}; choose from {', '.join(DECODINGS)}")
-    return torch.einsum("bqhw,qc->bchw", probs, centres)
+    if method == "annealed" and temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
 
 
-def marginalize(probs: torch.Tensor, bins: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Marginalise joint distributions onto the per-channel a and b bins.
+def channel_marginals(logits: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+    """Per-channel distributions of the softmax of joint logits: the a and b marginals.
 
     Args:
-        probs: ``(B, Q, H, W)`` joint probabilities over ``bins``.
+        logits: ``(B, Q, H, W)`` scores over the joint ``bins``.
         bins: ``(Q, 2)`` ab centres on the grid.
     Returns:
-        ``(probs_a, probs_b)``, each ``(B, 23, H, W)`` over ``GRID_VALUES``.
+        ``(B, 2, 23, H, W)`` float32 probabilities over ``GRID_VALUES`` of a (index 0) and
+        b (index 1); each sums to 1 over its 23 bins.
     """
-    cells = grid_cells(bins.to(probs.device))
-    one_hot_a = torch.nn.functional.one_hot(cells[:, 0], GRID_SIZE).to(probs.dtype)
-    one_hot_b = torch.nn.functional.one_hot(cells[:, 1], GRID_SIZE).to(probs.dtype)
-    probs_a = torch.einsum("bqhw,qk->bkhw", probs, one_hot_a)
-    probs_b = torch.einsum("bqhw,qk->bkhw", probs, one_hot_b)
-    return probs_a, probs_b
+    cells = grid_cells(bins.to(logits.device))
+    weights = (logits.float() - logits.float().amax(dim=1, keepdim=True)).exp_()  # softmax, not yet normalised
+    out = weights.new_zeros((logits.shape[0], 2, GRID_SIZE, *logits.shape[2:]))
+    out[:, 0].index_add_(1, cells[:, 0], weights)
+    out[:, 1].index_add_(1, cells[:, 1], weights)
+    return out / out[:, :1].sum(dim=2, keepdim=True)

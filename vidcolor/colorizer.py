@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.nn import functional
 
-from vidcolor.bins import ANNEAL_TEMPERATURE, DECODINGS, decode, grid_cells, marginalize
+from vidcolor.bins import ANNEAL_TEMPERATURE, DECODINGS, channel_marginals, decode, decode_probs, grid_cells
 from vidcolor.color import normalize_lightness
 from vidcolor.errors import VidcolorError
 from vidcolor.models.base import ColorNet
@@ -91,8 +91,9 @@ class Colorizer:
             if reference is not None:
                 channel_reference = (reference.sum(axis=1), reference.sum(axis=0))
             self.refiner = PottsRefiner(self.decode.mrf, temporal=self.decode.temporal, reference=channel_reference)
+        # --reference: mrf weights the per-channel marginals (in PottsRefiner), the others the joint bins
         self.reference_log_weights = None
-        if reference is not None and model.kind == "classification":
+        if reference is not None and self.refiner is None:
             cells = grid_cells(model.bins)
             share = torch.from_numpy(reference / max(reference.sum(), 1e-12)).float()
             self.reference_log_weights = torch.log(share[cells[:, 0], cells[:, 1]] + 1e-3).to(self.device)
@@ -157,26 +158,26 @@ class Colorizer:
             small = functional.interpolate(lightness.to(self.device).float(), size=out.shape[-2:], mode="area") / 100
             if self.refiner is not None:
                 return self._refine(out, small)
-            out = self._blend(out, small)
+            return self._blend(out, small)
         return decode(out, self.model.bins, self.decode.method, self.decode.temperature)
 
     def _refine(self, logits: torch.Tensor, small: torch.Tensor) -> torch.Tensor:
-        probs_a, probs_b = marginalize(torch.softmax(logits, dim=1), self.model.bins)
-        probs_a = probs_a.permute(0, 2, 3, 1).cpu().numpy()
-        probs_b = probs_b.permute(0, 2, 3, 1).cpu().numpy()
         lightness = small[:, 0].cpu().numpy()
-        ab = np.stack([self.refiner.refine(probs_a[i], probs_b[i], lightness[i]) for i in range(len(lightness))])
+        ab = []
+        for index, frame_lightness in enumerate(lightness):  # one frame at a time: it stays in cache
+            probs = channel_marginals(logits[index : index + 1], self.model.bins)[0].cpu().numpy()
+            ab.append(self.refiner.refine(probs, frame_lightness))
+        ab = np.stack(ab)
         return torch.from_numpy(ab).to(self.device)
 
     def _blend(self, logits: torch.Tensor, small: torch.Tensor) -> torch.Tensor:
-        """Causal blend of each frame's distributions with the previous frame's (reset at cuts).
+        """Decode each frame's distributions blended with the previous frame's (reset at cuts): ``(B, 2, h, w)`` ab.
 
         Stays on the device: scene cuts are kept as tensors and counted only when asked.
         """
-        probs = torch.softmax(logits, dim=1)
-        blended = []
-        for i in range(len(probs)):
-            current, lightness = probs[i], small[i, 0]
+        ab = []
+        for i in range(len(logits)):  # frame by frame: each frame's Q-bin maps stay in cache
+            current, lightness = torch.softmax(logits[i], dim=0), small[i, 0]
             previous = self._previous_probs
             if previous is not None:
                 change = lightness - self._previous_lightness
@@ -185,8 +186,8 @@ class Colorizer:
                 weight = BLEND * torch.exp(-(change**2) / BLEND_SIGMA) * (~cut)
                 current = (1 - weight) * current + weight * previous
             self._previous_probs, self._previous_lightness = current, lightness
-            blended.append(current)
-        return torch.log(torch.stack(blended).clamp_min(1e-12))
+            ab.append(decode_probs(current[None], self.model.bins, self.decode.method, self.decode.temperature))
+        return torch.cat(ab)
 
     @property
     def cuts(self) -> int:

@@ -1,6 +1,6 @@
 """Potts-model refinement of per-pixel colour distributions (Melas-Kyriazi & Han), in numba.
 
-Each colour channel (a, then b) is a grid of categorical variables over the K = 23 per-channel
+Each colour channel (a and b) is a grid of categorical variables over the K = 23 per-channel
 bins (``bins.GRID_VALUES``). The model rewards (higher is better)
 
 * unary: theta_i(k) = c * p_i(k) (``unary="prob"``) or c * sqrt(p_i(k)) (``unary="sqrt"``);
@@ -15,13 +15,22 @@ bins (``bins.GRID_VALUES``). The model rewards (higher is better)
 
 Inference is mean-field: q starts uniform; each sweep updates the two colours of a
 checkerboard in turn (each pixel's q_i(k) proportional to exp(theta_i(k) + sum_j w_ij sum_l
-s(k, l) q_j(l))), which is coordinate ascent on the 4-neighbour graph and parallel over rows.
-The banded s makes a sweep O(H W K). The result is nearly one-hot and is decoded by its mode.
+s(k, l) q_j(l))), which is coordinate ascent on the 4-neighbour graph. The banded s makes a
+sweep O(H W K). The result is nearly one-hot and is decoded by its mode.
+
+How the kernel is fast (``_mean_field``): the grid is split into its two checkerboard colours,
+each stored bins-first as ``(K, H, ceil(W / 2))``, so that every inner loop runs over a
+contiguous row of same-coloured pixels and compiles to SIMD code; a pixel's 4 neighbours are
+then the same row of the other colour (shifted by 0 or 1 with the row's parity) and the rows
+above and below. The sum over the band is a running window sum (2 operations per bin for any
+band). Each pixel keeps exp(field - max) unnormalised plus 1 / its sum, and the neighbours'
+1 / sum is folded into the 4 link weights, which saves a pass over the bins. ``exp`` is a
+polynomial (``_exp_nonpositive``, relative error below 2e-9) because numba cannot vectorise
+calls to the libm one. The two channels and blocks of rows run on numba's threads.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numba
@@ -37,8 +46,8 @@ MRF_SIGMA = 1e-4
 MRF_ITERATIONS = 8
 TEMPORAL_WEIGHT = 2.0
 TEMPORAL_SIGMA = 1e-2  # lightness changes more between frames (grain, motion) than across a pixel
-_CHANNEL_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vidcolor-mrf")
 SCENE_CUT = 0.12  # mean |L_t - L_t-1| (L in [0, 1]) above which a new scene starts
+_COMPILE = {"nogil": True, "cache": True, "fastmath": True, "error_model": "numpy"}
 
 
 @dataclass(frozen=True)
@@ -57,82 +66,176 @@ class MRFSettings:
     scene_cut: float = SCENE_CUT
 
 
-def _mean_field_kernel(bias, right, down, iterations, same, near, band):  # pragma: no cover - compiled
-    """Mean-field sweeps (float64). bias = unary + temporal field (H, W, K); right/down (H, W) link weights."""
-    height, width, k = bias.shape
-    q = np.full((height, width, k), 1.0 / k, dtype=np.float64)
+@numba.njit(inline="always", **_COMPILE)
+def _exp_nonpositive(x):  # pragma: no cover - compiled
+    """exp(x) for x <= 0, relative error < 2e-9; x below -36 counts as -36 (exp(-36) = 2e-16).
+
+    exp(x) = exp(x / 256) ** 256: a degree-7 Taylor polynomial on [-0.14, 0], squared 8 times.
+    Only multiplications and additions, so that loops calling it vectorise.
+    """
+    y = max(x, -36.0) * 0.00390625
+    p = 1.0 + y * (1.0 + y * (0.5 + y * (1 / 6 + y * (1 / 24 + y * (1 / 120 + y * (1 / 720 + y * (1 / 5040)))))))
+    for _ in range(8):
+        p = p * p
+    return p
+
+
+@numba.njit(parallel=True, **_COMPILE)
+def _mean_field(bias, right, down, iterations, same, near, band, blocks):  # pragma: no cover - compiled
+    """Mean-field inference of the Potts model, independently for each channel.
+
+    Args:
+        bias: ``(C, K, H, W)`` float64 unary plus temporal field, per channel.
+        right, down: ``(H, W)`` float64 weights of each pixel's link to its right / lower
+            neighbour (those of the last column / row are ignored).
+        iterations: sweeps; same, near, band: the banded Potts compatibility.
+        blocks: bands of rows per channel run in parallel (threads / channels, at least 1).
+    Returns:
+        ``(C, K, H, W)`` float64 q, each pixel's distribution summing to 1.
+    """
+    channels, k, height, width = bias.shape
+    half = (width + 1) // 2
+    # colour c holds the pixels with (x + y) % 2 == c; row y of it starts at x = (y + c) % 2
+    field = np.empty((channels, 2, k, height, half))
+    links = np.zeros((2, 4, height, half))  # to the left, right, upper, lower neighbour
+    # e: exp(field - max) per bin, unnormalised; scale: 1 / sum_k e; both 0 on a 1-pixel border
+    e = np.zeros((channels, 2, k, height + 2, half + 2))
+    scale = np.zeros((channels, 2, height + 2, half + 2))
+    for y in numba.prange(height):
+        for colour in range(2):
+            shift = (y + colour) & 1
+            for j in range((width - shift + 1) // 2):
+                x = 2 * j + shift
+                if x > 0:
+                    links[colour, 0, y, j] = right[y, x - 1]
+                if x + 1 < width:
+                    links[colour, 1, y, j] = right[y, x]
+                if y > 0:
+                    links[colour, 2, y, j] = down[y - 1, x]
+                if y + 1 < height:
+                    links[colour, 3, y, j] = down[y, x]
+            for ch in range(channels):
+                for j in range(half):
+                    scale[ch, colour, y + 1, j + 1] = 1.0 / k
+                for c in range(k):
+                    for j in range(half):
+                        e[ch, colour, c, y + 1, j + 1] = 1.0
+                    for j in range((width - shift + 1) // 2):
+                        field[ch, colour, c, y, j] = bias[ch, c, y, 2 * j + shift]
+                    for j in range((width - shift + 1) // 2, half):
+                        field[ch, colour, c, y, j] = 0.0
+    # scratch per task, reused row after row: messages (band + 1 zero rows, K rows, band zero
+    # rows), scaled link weights, the running band sum and the running max
+    first = band + 1
+    messages = np.zeros((channels * blocks, first + k + band, half))
+    weights = np.empty((channels * blocks, 4, half))
+    running = np.empty((channels * blocks, 2, half))
+    centre = same - near
     for _ in range(iterations):
-        for parity in range(2):
-            for y in numba.prange(height):
-                message = np.empty(k, dtype=np.float64)
-                field = np.empty(k, dtype=np.float64)
-                for x in range((y + parity) % 2, width, 2):
+        for colour in range(2):
+            other = 1 - colour
+            for task in numba.prange(channels * blocks):
+                ch = task // blocks
+                block = task % blocks
+                for y in range(block * height // blocks, (block + 1) * height // blocks):
+                    shift = (y + colour) & 1
+                    for j in range(half):
+                        weights[task, 0, j] = links[colour, 0, y, j] * scale[ch, other, y + 1, j + shift]
+                        weights[task, 1, j] = links[colour, 1, y, j] * scale[ch, other, y + 1, j + shift + 1]
+                        weights[task, 2, j] = links[colour, 2, y, j] * scale[ch, other, y, j + 1]
+                        weights[task, 3, j] = links[colour, 3, y, j] * scale[ch, other, y + 2, j + 1]
+                        running[task, 0, j] = 0.0
+                        running[task, 1, j] = -1e300
+                    for c in range(-band, k):
+                        ahead = c + band  # the bin whose message enters the window now
+                        if ahead < k:
+                            for j in range(half):
+                                messages[task, first + ahead, j] = (
+                                    weights[task, 0, j] * e[ch, other, ahead, y + 1, j + shift]
+                                    + weights[task, 1, j] * e[ch, other, ahead, y + 1, j + shift + 1]
+                                    + weights[task, 2, j] * e[ch, other, ahead, y, j + 1]
+                                    + weights[task, 3, j] * e[ch, other, ahead, y + 2, j + 1]
+                                )
+                        if c < 0:
+                            for j in range(half):
+                                running[task, 0, j] += messages[task, first + ahead, j]
+                            continue
+                        for j in range(half):
+                            window = (
+                                running[task, 0, j]
+                                + messages[task, first + ahead, j]
+                                - messages[task, first + c - band - 1, j]
+                            )
+                            running[task, 0, j] = window
+                            total = field[ch, colour, c, y, j] + centre * messages[task, first + c, j] + near * window
+                            e[ch, colour, c, y + 1, j + 1] = total
+                            running[task, 1, j] = max(running[task, 1, j], total)
+                    for j in range(half):
+                        scale[ch, colour, y + 1, j + 1] = 0.0
                     for c in range(k):
-                        message[c] = 0.0
-                    if x + 1 < width:
-                        w = right[y, x]
-                        for c in range(k):
-                            message[c] += w * q[y, x + 1, c]
-                    if x > 0:
-                        w = right[y, x - 1]
-                        for c in range(k):
-                            message[c] += w * q[y, x - 1, c]
-                    if y + 1 < height:
-                        w = down[y, x]
-                        for c in range(k):
-                            message[c] += w * q[y + 1, x, c]
-                    if y > 0:
-                        w = down[y - 1, x]
-                        for c in range(k):
-                            message[c] += w * q[y - 1, x, c]
-                    top = -1e30
-                    for c in range(k):
-                        total = bias[y, x, c] + same * message[c]
-                        for d in range(1, band + 1):
-                            if c - d >= 0:
-                                total += near * message[c - d]
-                            if c + d < k:
-                                total += near * message[c + d]
-                        field[c] = total
-                        if total > top:
-                            top = total
-                    norm = 0.0
-                    for c in range(k):
-                        gap = field[c] - top
-                        # exp(-36) < 3e-16: such bins hold no mass at float64 precision
-                        field[c] = np.exp(gap) if gap > -36.0 else 0.0
-                        norm += field[c]
-                    for c in range(k):
-                        q[y, x, c] = field[c] / norm
+                        for j in range(half):
+                            value = _exp_nonpositive(e[ch, colour, c, y + 1, j + 1] - running[task, 1, j])
+                            e[ch, colour, c, y + 1, j + 1] = value
+                            scale[ch, colour, y + 1, j + 1] += value
+                    for j in range(half):
+                        scale[ch, colour, y + 1, j + 1] = 1.0 / scale[ch, colour, y + 1, j + 1]
+    q = np.empty((channels, k, height, width))
+    for y in numba.prange(height):
+        for ch in range(channels):
+            for c in range(k):
+                for x in range(width):
+                    colour = (x + y) & 1
+                    q[ch, c, y, x] = e[ch, colour, c, y + 1, x // 2 + 1] * scale[ch, colour, y + 1, x // 2 + 1]
     return q
 
 
-# The same kernel compiled twice: parallel over rows for large grids, serial for small ones
-# (where thread start-up costs more than it saves); both release the GIL so that the a and b
-# channels can run on two threads at once.
-_mean_field = numba.njit(parallel=True, nogil=True, cache=True, fastmath=True, error_model="numpy")(_mean_field_kernel)
-_mean_field_serial = numba.njit(parallel=False, nogil=True, cache=True, fastmath=True, error_model="numpy")(
-    _mean_field_kernel
-)
-SERIAL_BELOW = 128 * 128  # pixels
+def mean_field(
+    bias: np.ndarray, right: np.ndarray, down: np.ndarray, iterations: int, same: float, near: float, band: int
+) -> np.ndarray:
+    """Mean-field inference of the Potts model on numba's threads (see ``_mean_field``).
+
+    Args:
+        bias: ``(C, K, H, W)`` unary plus temporal field per channel (e.g. C = 2 for a and b).
+        right, down: ``(H, W)`` link weights to the right / lower neighbour.
+        iterations, same, near, band: sweeps and the banded Potts compatibility.
+    Returns:
+        ``(C, K, H, W)`` float64 distributions q.
+    """
+    blocks = max(1, numba.get_num_threads() // bias.shape[0])
+    return _mean_field(
+        np.ascontiguousarray(bias, dtype=np.float64),
+        np.ascontiguousarray(right, dtype=np.float64),
+        np.ascontiguousarray(down, dtype=np.float64),
+        int(iterations),
+        float(same),
+        float(near),
+        int(band),
+        blocks,
+    )
 
 
-@numba.njit(parallel=True, nogil=True, cache=True)
+@numba.njit(parallel=True, **_COMPILE)
 def _banded_smooth(q, weight, same, near, band):  # pragma: no cover - compiled
-    """out[y, x, k] = weight[y, x] * sum_l s(k, l) q[y, x, l] for the banded Potts s."""
-    height, width, k = q.shape
-    out = np.empty_like(q)
+    """out[ch, k, y, x] = weight[y, x] * sum_l s(k, l) q[ch, l, y, x] for the banded Potts s.
+
+    q: ``(C, K, H, W)``; weight: ``(H, W)``. Returns ``(C, K, H, W)`` float64.
+    """
+    channels, k, height, width = q.shape
+    out = np.empty((channels, k, height, width))
     for y in numba.prange(height):
-        for x in range(width):
-            w = weight[y, x]
+        for ch in range(channels):
             for c in range(k):
-                total = same * q[y, x, c]
+                for x in range(width):
+                    out[ch, c, y, x] = same * q[ch, c, y, x]
                 for d in range(1, band + 1):
                     if c - d >= 0:
-                        total += near * q[y, x, c - d]
+                        for x in range(width):
+                            out[ch, c, y, x] += near * q[ch, c - d, y, x]
                     if c + d < k:
-                        total += near * q[y, x, c + d]
-                out[y, x, c] = w * total
+                        for x in range(width):
+                            out[ch, c, y, x] += near * q[ch, c + d, y, x]
+                for x in range(width):
+                    out[ch, c, y, x] *= weight[y, x]
     return out
 
 
@@ -154,75 +257,78 @@ def link_weights(lightness: np.ndarray, sigma: float) -> tuple[np.ndarray, np.nd
 
 
 def unary_term(probs: np.ndarray, settings: MRFSettings) -> np.ndarray:
-    """theta = c p or c sqrt(p) for ``(H, W, K)`` probabilities."""
+    """theta = c p or c sqrt(p), elementwise, for probabilities of any shape; float64."""
+    probs = np.asarray(probs, dtype=np.float64)
     if settings.unary == "sqrt":
-        return (settings.unary_weight * np.sqrt(np.clip(probs, 0, None))).astype(np.float32)
+        return settings.unary_weight * np.sqrt(np.clip(probs, 0, None))
     if settings.unary != "prob":
         raise ValueError(f"unknown unary {settings.unary!r}; use 'prob' or 'sqrt'")
-    return (settings.unary_weight * probs).astype(np.float32)
+    return settings.unary_weight * probs
 
 
-def refine_channel(
+def refine(
     probs: np.ndarray,
     lightness: np.ndarray,
     settings: MRFSettings = MRFSettings(),
     previous: np.ndarray | None = None,
     previous_lightness: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Mean-field inference for one channel of one frame.
+    """Mean-field inference for the channels of one frame (each channel on its own).
 
     Args:
-        probs: ``(H, W, K)`` per-pixel probabilities over the channel's bins.
+        probs: ``(C, K, H, W)`` per-pixel probabilities over each channel's K bins (C = 2 for
+            a and b).
         lightness: ``(H, W)`` L in [0, 1] at the same resolution.
         settings: the model's constants.
-        previous: ``(H, W, K)`` the previous frame's refined q (temporal term), or None.
+        previous: ``(C, K, H, W)`` the previous frame's refined q (temporal term), or None.
         previous_lightness: ``(H, W)`` the previous frame's L in [0, 1] (needed with ``previous``).
     Returns:
-        ``(H, W, K)`` float32 refined distributions q.
+        ``(C, K, H, W)`` float64 refined distributions q.
     """
-    unary = unary_term(np.ascontiguousarray(probs, dtype=np.float32), settings)
-    right, down = link_weights(lightness, settings.sigma)
+    bias = unary_term(probs, settings)
     if previous is not None and settings.temporal_weight > 0:
-        change = (lightness.astype(np.float32) - previous_lightness.astype(np.float32)) ** 2
-        weight = (settings.temporal_weight * np.exp(-change / settings.temporal_sigma)).astype(np.float32)
-        temporal = _banded_smooth(
-            np.ascontiguousarray(previous, dtype=np.float32), weight, settings.same, settings.near, settings.band
+        change = (lightness.astype(np.float64) - previous_lightness.astype(np.float64)) ** 2
+        weight = settings.temporal_weight * np.exp(-change / settings.temporal_sigma)
+        bias += _banded_smooth(
+            np.ascontiguousarray(previous, dtype=np.float64), weight, settings.same, settings.near, settings.band
         )
-    else:
-        temporal = np.zeros_like(unary)
-    bias = unary.astype(np.float64) + temporal
-    kernel = _mean_field_serial if lightness.size < SERIAL_BELOW else _mean_field
-    q = kernel(
-        bias,
-        right.astype(np.float64),
-        down.astype(np.float64),
-        settings.iterations,
-        float(settings.same),
-        float(settings.near),
-        settings.band,
-    )
-    return q.astype(np.float32)
+    right, down = link_weights(lightness, settings.sigma)
+    return mean_field(bias, right, down, settings.iterations, settings.same, settings.near, settings.band)
 
 
 def histogram_transfer(probs: np.ndarray, histogram: np.ndarray, floor: float = 1e-3) -> np.ndarray:
     """Multiply each pixel's distribution by a global histogram and renormalise.
 
     Args:
-        probs: ``(H, W, K)`` probabilities.
+        probs: ``(K, H, W)`` probabilities.
         histogram: ``(K,)`` non-negative weights (e.g. a reference image's channel histogram).
         floor: added to the normalised histogram so that no bin is ruled out entirely.
     Returns:
-        ``(H, W, K)`` renormalised probabilities.
+        ``(K, H, W)`` renormalised probabilities (float32).
     """
     weights = histogram.astype(np.float64)
     weights = weights / max(weights.sum(), 1e-12) + floor
-    out = probs * weights.astype(np.float32)
-    return (out / np.clip(out.sum(axis=-1, keepdims=True), 1e-12, None)).astype(np.float32)
+    out = probs * weights.astype(np.float32)[:, None, None]
+    return (out / np.clip(out.sum(axis=0, keepdims=True), 1e-12, None)).astype(np.float32)
+
+
+@numba.njit(parallel=True, **_COMPILE)
+def _mode_bins(q):  # pragma: no cover - compiled
+    """``(C, K, H, W)`` -> ``(C, H, W)`` int64 index of each pixel's most likely bin (the first on ties)."""
+    channels, k, height, width = q.shape
+    best = np.zeros((channels, height, width), dtype=np.int64)
+    for y in numba.prange(height):
+        for ch in range(channels):
+            for c in range(1, k):
+                for x in range(width):
+                    if q[ch, c, y, x] > q[ch, best[ch, y, x], y, x]:
+                        best[ch, y, x] = c
+    return best
 
 
 def mode_values(q: np.ndarray) -> np.ndarray:
-    """``(H, W, K)`` distributions over ``GRID_VALUES`` -> ``(H, W)`` value of the most likely bin."""
-    return GRID_VALUES[q.argmax(axis=-1)]
+    """``(C, K, H, W)`` distributions over ``GRID_VALUES`` -> ``(C, H, W)`` value of the most likely bin."""
+    return GRID_VALUES[_mode_bins(np.ascontiguousarray(q, dtype=np.float64))]
 
 
 def is_scene_cut(lightness: np.ndarray, previous_lightness: np.ndarray, threshold: float = SCENE_CUT) -> bool:
@@ -234,7 +340,7 @@ class PottsRefiner:
     """Refines a stream of frames' per-channel distributions, carrying the temporal state.
 
     Call :meth:`reset` at the start of each film (or photo). ``temporal=False`` refines every
-    frame on its own.
+    frame on its own. ``reference``: the a and b histograms ``(K,)`` of a reference image.
     """
 
     def __init__(
@@ -250,25 +356,25 @@ class PottsRefiner:
         self.reset()
 
     def reset(self) -> None:
-        self._previous: tuple[np.ndarray, np.ndarray] | None = None
+        self._previous: np.ndarray | None = None
         self._previous_lightness: np.ndarray | None = None
 
-    def refine(self, probs_a: np.ndarray, probs_b: np.ndarray, lightness: np.ndarray) -> np.ndarray:
-        """One frame: ``(H, W, 23)`` a and b distributions and ``(H, W)`` L in [0, 1] -> ``(2, H, W)`` ab."""
+    def refine(self, probs: np.ndarray, lightness: np.ndarray) -> np.ndarray:
+        """One frame: ``(2, K, H, W)`` a and b distributions and ``(H, W)`` L in [0, 1] -> ``(2, H, W)`` ab."""
         if self.reference is not None:
-            probs_a = histogram_transfer(probs_a, self.reference[0])
-            probs_b = histogram_transfer(probs_b, self.reference[1])
+            probs = np.stack([histogram_transfer(p, h) for p, h in zip(probs, self.reference, strict=True)])
         linked = self.temporal and self._previous is not None
         if linked and is_scene_cut(lightness, self._previous_lightness, self.settings.scene_cut):
             linked = False
             self.cuts += 1
-        previous = self._previous if linked else (None, None)
-        job_b = _CHANNEL_POOL.submit(
-            refine_channel, probs_b, lightness, self.settings, previous[1], self._previous_lightness
+        q = refine(
+            probs,
+            lightness,
+            self.settings,
+            self._previous if linked else None,
+            self._previous_lightness,
         )
-        q_a = refine_channel(probs_a, lightness, self.settings, previous[0], self._previous_lightness)
-        q_b = job_b.result()
         if self.temporal:
-            self._previous = (q_a, q_b)
+            self._previous = q
             self._previous_lightness = lightness
-        return np.stack((mode_values(q_a), mode_values(q_b)))
+        return mode_values(q)
