@@ -9,7 +9,7 @@ from tests.clips import make_clip
 from tests.conftest import run_cli
 from tests.mrf_reference import banded_message, mean_field_reference
 from vidcolor import mrf
-from vidcolor.bins import GRID_VALUES
+from vidcolor.bins import GRID_VALUES, channel_marginals
 from vidcolor.colorizer import Colorizer, DecodeSettings
 from vidcolor.models import VidNetConfig, build_vidnet
 
@@ -155,6 +155,19 @@ def test_colorizer_mrf_decoding_and_reference_histogram():
     pushed = tiny_colorizer("mean", temporal=False, reference=reddish).ab_lowres(lightness)
     plain = tiny_colorizer("mean", temporal=False).ab_lowres(lightness)
     assert pushed[:, 0].mean() > plain[:, 0].mean() + 5
+
+
+def test_mrf_reference_weights_the_channel_marginals_once():
+    lightness = torch.rand(1, 1, 64, 64) * 100
+    reddish = np.zeros((23, 23))
+    reddish[15, 11] = 1.0  # a = +40, b = 0
+    colorizer = tiny_colorizer("mrf", temporal=False, reference=reddish)
+    logits = colorizer.logits(lightness)
+    probs = channel_marginals(logits, colorizer.model.bins)[0].numpy()
+    small = torch.nn.functional.interpolate(lightness, size=logits.shape[-2:], mode="area")[0, 0].numpy() / 100
+    channels = (reddish.sum(axis=1), reddish.sum(axis=0))
+    expected = mrf.PottsRefiner(temporal=False, reference=channels).refine(probs, small)
+    assert np.array_equal(colorizer.ab_lowres(lightness)[0].numpy(), expected)
 
 
 def test_cheap_temporal_blend_for_mean_decoding_and_reset():
