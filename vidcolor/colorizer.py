@@ -163,11 +163,11 @@ class Colorizer:
 
     def _refine(self, logits: torch.Tensor, small: torch.Tensor) -> torch.Tensor:
         lightness = small[:, 0].cpu().numpy()
-        ab = []
-        for index, frame_lightness in enumerate(lightness):  # one frame at a time: it stays in cache
-            probs = channel_marginals(logits[index : index + 1], self.model.bins)[0].cpu().numpy()
-            ab.append(self.refiner.refine(probs, frame_lightness))
-        ab = np.stack(ab)
+        if logits.device.type == "cpu":  # frame by frame, so that each frame's maps stay in cache
+            probs = [channel_marginals(frame, self.model.bins)[0].numpy() for frame in logits.split(1)]
+        else:  # the whole batch on the device, then one transfer
+            probs = channel_marginals(logits, self.model.bins).cpu().numpy()
+        ab = np.stack([self.refiner.refine(frame, light) for frame, light in zip(probs, lightness, strict=True)])
         return torch.from_numpy(ab).to(self.device)
 
     def _blend(self, logits: torch.Tensor, small: torch.Tensor) -> torch.Tensor:
