@@ -42,6 +42,24 @@ def test_numba_mean_field_matches_numpy_reference(rng, height, width, band):
     assert np.allclose(fast.sum(axis=1), 1.0)
 
 
+def test_mean_field_calls_of_one_shape_reuse_buffers_without_leaking_state(rng):
+    # an odd width leaves a padding slot in every other row, which a reused buffer must reset
+    height, width = 9, 13
+    right, down = (weights.astype(np.float64) for weights in mrf.link_weights(rng.random((height, width)) * 0.05, 1e-3))
+    first_bias = 10 * random_probs(rng, height, width)[None]
+    first = mrf.mean_field(first_bias, right, down, 8, 10.0, 3.0, 2)
+    kept = first.copy()
+    second_bias = 10 * random_probs(rng, height, width)[None]
+    second = mrf.mean_field(second_bias, right, down, 8, 10.0, 3.0, 2)
+    third = mrf.mean_field(10 * random_probs(rng, 4, 5)[None], right[:4, :5], down[:4, :5], 8, 10.0, 3.0, 2)
+    again = mrf.mean_field(first_bias, right, down, 8, 10.0, 3.0, 2)
+    assert np.array_equal(first, kept)  # later calls do not write into an earlier result
+    assert third.shape == (1, K, 4, 5)
+    assert np.array_equal(again, first)
+    slow = mean_field_reference(channels_last(second_bias[0]), right, down, 8, 10.0, 3.0, 2)
+    assert np.abs(channels_last(second[0]) - slow).max() < 1e-5
+
+
 def test_exp_polynomial_is_accurate_on_its_range():
     x = np.linspace(-36, 0, 10001)
     approximate = np.array([mrf._exp_nonpositive(value) for value in x])

@@ -19,18 +19,21 @@ s(k, l) q_j(l))), which is coordinate ascent on the 4-neighbour graph. The bande
 sweep O(H W K). The result is nearly one-hot and is decoded by its mode.
 
 How the kernel is fast (``_mean_field``): the grid is split into its two checkerboard colours,
-each stored bins-first as ``(K, H, ceil(W / 2))``, so that every inner loop runs over a
-contiguous row of same-coloured pixels and compiles to SIMD code; a pixel's 4 neighbours are
-then the same row of the other colour (shifted by 0 or 1 with the row's parity) and the rows
-above and below. The sum over the band is a running window sum (2 operations per bin for any
-band). Each pixel keeps exp(field - max) unnormalised plus 1 / its sum, and the neighbours'
-1 / sum is folded into the 4 link weights, which saves a pass over the bins. ``exp`` is a
-polynomial (``_exp_nonpositive``, relative error below 2e-9) because numba cannot vectorise
-calls to the libm one. The two channels and blocks of rows run on numba's threads.
+each stored row by row with the bins of a row together, ``(H, K, ceil(W / 2))``, so that every
+inner loop runs over a contiguous row of same-coloured pixels and compiles to SIMD code, and a
+row's data for all bins is one contiguous block; a pixel's 4 neighbours are then the same row
+of the other colour (shifted by 0 or 1 with the row's parity) and the rows above and below. The
+sum over the band is a running window sum (2 operations per bin for any band). Each pixel
+keeps exp(field - max) unnormalised plus 1 / its sum, and the neighbours' 1 / sum is folded
+into the 4 link weights, which saves a pass over the bins. ``exp`` is a polynomial
+(``_exp_nonpositive``, relative error below 2e-9) because numba cannot vectorise calls to the
+libm one. The two channels and blocks of rows run on numba's threads, and the large work
+buffers are kept between calls of the same shape (a film's frames).
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numba
@@ -81,7 +84,7 @@ def _exp_nonpositive(x):  # pragma: no cover - compiled
 
 
 @numba.njit(parallel=True, **_COMPILE)
-def _mean_field(bias, right, down, iterations, same, near, band, blocks):  # pragma: no cover - compiled
+def _mean_field(bias, right, down, iterations, same, near, band, blocks, field, e, scale, links, q):  # pragma: no cover
     """Mean-field inference of the Potts model, independently for each channel.
 
     Args:
@@ -90,107 +93,158 @@ def _mean_field(bias, right, down, iterations, same, near, band, blocks):  # pra
             neighbour (those of the last column / row are ignored).
         iterations: sweeps; same, near, band: the banded Potts compatibility.
         blocks: bands of rows per channel run in parallel (threads / channels, at least 1).
-    Returns:
-        ``(C, K, H, W)`` float64 q, each pixel's distribution summing to 1.
+        field, e, scale, links: work buffers of shapes ``(C, 2, H, K, ceil(W/2))``,
+            ``(C, 2, H + 2, K, ceil(W/2) + 2)``, ``(C, 2, H + 2, ceil(W/2) + 2)`` and
+            ``(2, 4, H, ceil(W/2))`` (any contents; overwritten).
+        q: ``(C, K, H, W)`` float64 output buffer.
+    Fills ``q`` with each pixel's distribution (summing to 1).
     """
     channels, k, height, width = bias.shape
     half = (width + 1) // 2
-    # colour c holds the pixels with (x + y) % 2 == c; row y of it starts at x = (y + c) % 2
-    field = np.empty((channels, 2, k, height, half))
-    links = np.zeros((2, 4, height, half))  # to the left, right, upper, lower neighbour
-    # e: exp(field - max) per bin, unnormalised; scale: 1 / sum_k e; both 0 on a 1-pixel border
-    e = np.zeros((channels, 2, k, height + 2, half + 2))
-    scale = np.zeros((channels, 2, height + 2, half + 2))
+    # Colour c holds the pixels with (x + y) % 2 == c; row y of it starts at x = (y + c) % 2 and
+    # has (width - shift + 1) // 2 pixels (one fewer than half on odd widths: that slot is padding).
+    # links: to the left, right, upper, lower neighbour, 0 where there is none.
+    # e: exp(field - max) per bin, unnormalised; scale: 1 / sum_k e; both 0 on a 1-pixel border.
+    for ch in range(channels):
+        for colour in range(2):
+            for c in range(k):
+                for j in range(half + 2):
+                    e[ch, colour, 0, c, j] = 0.0
+                    e[ch, colour, height + 1, c, j] = 0.0
+            for j in range(half + 2):
+                scale[ch, colour, 0, j] = 0.0
+                scale[ch, colour, height + 1, j] = 0.0
     for y in numba.prange(height):
         for colour in range(2):
             shift = (y + colour) & 1
-            for j in range((width - shift + 1) // 2):
+            count = (width - shift + 1) // 2
+            for j in range(half):
                 x = 2 * j + shift
-                if x > 0:
-                    links[colour, 0, y, j] = right[y, x - 1]
-                if x + 1 < width:
-                    links[colour, 1, y, j] = right[y, x]
-                if y > 0:
-                    links[colour, 2, y, j] = down[y - 1, x]
-                if y + 1 < height:
-                    links[colour, 3, y, j] = down[y, x]
+                inside = j < count
+                links[colour, 0, y, j] = right[y, x - 1] if inside and x > 0 else 0.0
+                links[colour, 1, y, j] = right[y, x] if inside and x + 1 < width else 0.0
+                links[colour, 2, y, j] = down[y - 1, x] if inside and y > 0 else 0.0
+                links[colour, 3, y, j] = down[y, x] if inside and y + 1 < height else 0.0
             for ch in range(channels):
+                scale[ch, colour, y + 1, 0] = 0.0
+                scale[ch, colour, y + 1, half + 1] = 0.0
                 for j in range(half):
                     scale[ch, colour, y + 1, j + 1] = 1.0 / k
                 for c in range(k):
+                    e[ch, colour, y + 1, c, 0] = 0.0
+                    e[ch, colour, y + 1, c, half + 1] = 0.0
                     for j in range(half):
-                        e[ch, colour, c, y + 1, j + 1] = 1.0
-                    for j in range((width - shift + 1) // 2):
-                        field[ch, colour, c, y, j] = bias[ch, c, y, 2 * j + shift]
-                    for j in range((width - shift + 1) // 2, half):
-                        field[ch, colour, c, y, j] = 0.0
-    # scratch per task, reused row after row: messages (band + 1 zero rows, K rows, band zero
-    # rows), scaled link weights, the running band sum and the running max
+                        e[ch, colour, y + 1, c, j + 1] = 1.0
+                    for j in range(count):
+                        field[ch, colour, y, c, j] = bias[ch, c, y, 2 * j + shift]
+                    for j in range(count, half):
+                        field[ch, colour, y, c, j] = 0.0
+    # Scratch per task, reused row after row: messages (band + 1 zero rows, K rows, band zero
+    # rows), the 4 scaled link weights, the running band sum and the running max. Each is its
+    # own array so that LLVM can vectorise the loops that write one and read another.
+    tasks = channels * blocks
     first = band + 1
-    messages = np.zeros((channels * blocks, first + k + band, half))
-    weights = np.empty((channels * blocks, 4, half))
-    running = np.empty((channels * blocks, 2, half))
+    messages = np.zeros((tasks, first + k + band, half))
+    to_left = np.empty((tasks, half))
+    to_right = np.empty((tasks, half))
+    to_upper = np.empty((tasks, half))
+    to_lower = np.empty((tasks, half))
+    window = np.empty((tasks, half))
+    top = np.empty((tasks, half))
     centre = same - near
     for _ in range(iterations):
         for colour in range(2):
             other = 1 - colour
-            for task in numba.prange(channels * blocks):
+            for task in numba.prange(tasks):
                 ch = task // blocks
                 block = task % blocks
                 for y in range(block * height // blocks, (block + 1) * height // blocks):
                     shift = (y + colour) & 1
                     for j in range(half):
-                        weights[task, 0, j] = links[colour, 0, y, j] * scale[ch, other, y + 1, j + shift]
-                        weights[task, 1, j] = links[colour, 1, y, j] * scale[ch, other, y + 1, j + shift + 1]
-                        weights[task, 2, j] = links[colour, 2, y, j] * scale[ch, other, y, j + 1]
-                        weights[task, 3, j] = links[colour, 3, y, j] * scale[ch, other, y + 2, j + 1]
-                        running[task, 0, j] = 0.0
-                        running[task, 1, j] = -1e300
+                        to_left[task, j] = links[colour, 0, y, j] * scale[ch, other, y + 1, j + shift]
+                        to_right[task, j] = links[colour, 1, y, j] * scale[ch, other, y + 1, j + shift + 1]
+                        to_upper[task, j] = links[colour, 2, y, j] * scale[ch, other, y, j + 1]
+                        to_lower[task, j] = links[colour, 3, y, j] * scale[ch, other, y + 2, j + 1]
+                        window[task, j] = 0.0
+                        top[task, j] = -1e300
                     for c in range(-band, k):
                         ahead = c + band  # the bin whose message enters the window now
                         if ahead < k:
                             for j in range(half):
                                 messages[task, first + ahead, j] = (
-                                    weights[task, 0, j] * e[ch, other, ahead, y + 1, j + shift]
-                                    + weights[task, 1, j] * e[ch, other, ahead, y + 1, j + shift + 1]
-                                    + weights[task, 2, j] * e[ch, other, ahead, y, j + 1]
-                                    + weights[task, 3, j] * e[ch, other, ahead, y + 2, j + 1]
+                                    to_left[task, j] * e[ch, other, y + 1, ahead, j + shift]
+                                    + to_right[task, j] * e[ch, other, y + 1, ahead, j + shift + 1]
+                                    + to_upper[task, j] * e[ch, other, y, ahead, j + 1]
+                                    + to_lower[task, j] * e[ch, other, y + 2, ahead, j + 1]
                                 )
                         if c < 0:
                             for j in range(half):
-                                running[task, 0, j] += messages[task, first + ahead, j]
+                                window[task, j] += messages[task, first + ahead, j]
                             continue
                         for j in range(half):
-                            window = (
-                                running[task, 0, j]
+                            summed = (
+                                window[task, j]
                                 + messages[task, first + ahead, j]
                                 - messages[task, first + c - band - 1, j]
                             )
-                            running[task, 0, j] = window
-                            total = field[ch, colour, c, y, j] + centre * messages[task, first + c, j] + near * window
-                            e[ch, colour, c, y + 1, j + 1] = total
-                            running[task, 1, j] = max(running[task, 1, j], total)
+                            window[task, j] = summed
+                            total = field[ch, colour, y, c, j] + centre * messages[task, first + c, j] + near * summed
+                            e[ch, colour, y + 1, c, j + 1] = total
+                            # max written arithmetically: max() or a conditional becomes a
+                            # masked store, which is slow on AMD; any value near the max will do
+                            best = top[task, j]
+                            top[task, j] = 0.5 * (best + total + abs(best - total))
                     for j in range(half):
                         scale[ch, colour, y + 1, j + 1] = 0.0
                     for c in range(k):
                         for j in range(half):
-                            value = _exp_nonpositive(e[ch, colour, c, y + 1, j + 1] - running[task, 1, j])
-                            e[ch, colour, c, y + 1, j + 1] = value
+                            value = _exp_nonpositive(e[ch, colour, y + 1, c, j + 1] - top[task, j])
+                            e[ch, colour, y + 1, c, j + 1] = value
                             scale[ch, colour, y + 1, j + 1] += value
                     for j in range(half):
                         scale[ch, colour, y + 1, j + 1] = 1.0 / scale[ch, colour, y + 1, j + 1]
-    q = np.empty((channels, k, height, width))
     for y in numba.prange(height):
         for ch in range(channels):
-            for c in range(k):
-                for x in range(width):
-                    colour = (x + y) & 1
-                    q[ch, c, y, x] = e[ch, colour, c, y + 1, x // 2 + 1] * scale[ch, colour, y + 1, x // 2 + 1]
-    return q
+            for colour in range(2):
+                shift = (y + colour) & 1
+                for c in range(k):
+                    for j in range((width - shift + 1) // 2):
+                        q[ch, c, y, 2 * j + shift] = e[ch, colour, y + 1, c, j + 1] * scale[ch, colour, y + 1, j + 1]
+
+
+_buffers = threading.local()
+
+
+def _work_buffers(channels: int, k: int, height: int, width: int) -> tuple[np.ndarray, ...]:
+    """The kernel's large work buffers for this shape, kept per thread between calls.
+
+    A film's frames all have one shape, and allocating these afresh for every frame costs more
+    than filling them (fresh pages fault on first touch: about a third of the time at 256x256).
+    Returns ``(field, e, scale, links)`` in the shapes ``_mean_field`` documents.
+    """
+    shape = (channels, k, height, width)
+    cached = getattr(_buffers, "cached", None)
+    if cached is None or cached[0] != shape:
+        half = (width + 1) // 2
+        arrays = (
+            np.empty((channels, 2, height, k, half)),
+            np.empty((channels, 2, height + 2, k, half + 2)),
+            np.empty((channels, 2, height + 2, half + 2)),
+            np.empty((2, 4, height, half)),
+        )
+        cached = (shape, arrays)
+        _buffers.cached = cached
+    return cached[1]
 
 
 def mean_field(
-    bias: np.ndarray, right: np.ndarray, down: np.ndarray, iterations: int, same: float, near: float, band: int
+    bias: np.ndarray,
+    right: np.ndarray,
+    down: np.ndarray,
+    iterations: int,
+    same: float,
+    near: float,
+    band: int,
 ) -> np.ndarray:
     """Mean-field inference of the Potts model on numba's threads (see ``_mean_field``).
 
@@ -201,9 +255,11 @@ def mean_field(
     Returns:
         ``(C, K, H, W)`` float64 distributions q.
     """
+    bias = np.ascontiguousarray(bias, dtype=np.float64)
+    q = np.empty(bias.shape)
     blocks = max(1, numba.get_num_threads() // bias.shape[0])
-    return _mean_field(
-        np.ascontiguousarray(bias, dtype=np.float64),
+    _mean_field(
+        bias,
         np.ascontiguousarray(right, dtype=np.float64),
         np.ascontiguousarray(down, dtype=np.float64),
         int(iterations),
@@ -211,7 +267,10 @@ def mean_field(
         float(near),
         int(band),
         blocks,
+        *_work_buffers(*bias.shape),
+        q,
     )
+    return q
 
 
 @numba.njit(parallel=True, **_COMPILE)
