@@ -156,6 +156,21 @@ def test_interrupt_stops_cleanly_and_leaves_no_file(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["long.mp4"]
 
 
+def test_first_interrupt_asks_the_stages_to_stop_and_a_second_raises():
+    from vidcolor import video
+
+    failure = video._Failure()
+    restore = video._stop_on_interrupt(failure)
+    try:
+        signal.raise_signal(signal.SIGINT)  # recorded, not raised wherever the main thread was
+        assert failure.stop.is_set() and isinstance(failure.error, KeyboardInterrupt)
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+    finally:
+        restore()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_subtitles_and_two_audio_tracks_with_tags(tmp_path):
     source = tmp_path / "multi.mkv"
     make_clip(source, frames=24, audio=["aac", "libopus"], subtitles=True)

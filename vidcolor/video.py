@@ -18,6 +18,7 @@ import heapq
 import io
 import os
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -192,6 +193,25 @@ class _Failure:
         if self.error is None:
             self.error = error
         self.stop.set()
+
+
+def _stop_on_interrupt(failure: _Failure) -> Callable[[], None]:
+    """Make Ctrl-C ask every stage to stop (recorded in ``failure``) rather than raise wherever
+    the main thread happens to be (possibly inside a library that loses it); a second Ctrl-C
+    raises at once. Only in the main thread. Returns the function that restores the old handler.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is None:  # installed outside Python: leave it alone
+        return lambda: None
+
+    def handler(signum: int, frame: object) -> None:
+        failure.record(KeyboardInterrupt())
+        signal.signal(signal.SIGINT, previous)
+
+    signal.signal(signal.SIGINT, handler)
+    return lambda: signal.signal(signal.SIGINT, previous)
 
 
 def _put(q: queue.Queue, item, failure: _Failure) -> bool:
@@ -475,6 +495,8 @@ def colorize_video(
     tmp = target.with_name(f".{target.stem}.partial{target.suffix}")
     out = None
     started = time.perf_counter()
+    failure = _Failure()
+    restore_interrupt = _stop_on_interrupt(failure)
     try:
         if not inp.streams.video:
             raise VidcolorError(f"{source}: has no video stream")
@@ -517,7 +539,6 @@ def colorize_video(
             "bt709" if first.colorspace == 1 or (first.colorspace in (None, 2) and context.height >= 720) else "bt601"
         )
 
-        failure = _Failure()
         read_queue: queue.Queue = queue.Queue(maxsize=READ_QUEUE_ITEMS)
         batch_queue: queue.Queue = queue.Queue(maxsize=BATCH_QUEUE_BATCHES)
         total = _expected_frames(film, inp)
@@ -600,6 +621,7 @@ def colorize_video(
             f"({writer.frames / max(elapsed, 1e-9):.1f} fps), {writer.copied} packets of other streams copied{events}"
         )
     finally:
+        restore_interrupt()
         inp.close()
         if out is not None:
             try:
