@@ -105,15 +105,10 @@ def _mean_field(bias, right, down, iterations, same, near, band, blocks, field, 
     # has (width - shift + 1) // 2 pixels (one fewer than half on odd widths: that slot is padding).
     # links: to the left, right, upper, lower neighbour, 0 where there is none.
     # e: exp(field - max) per bin, unnormalised; scale: 1 / sum_k e; both 0 on a 1-pixel border.
-    for ch in range(channels):
-        for colour in range(2):
-            for c in range(k):
-                for j in range(half + 2):
-                    e[ch, colour, 0, c, j] = 0.0
-                    e[ch, colour, height + 1, c, j] = 0.0
-            for j in range(half + 2):
-                scale[ch, colour, 0, j] = 0.0
-                scale[ch, colour, height + 1, j] = 0.0
+    e[:, :, 0] = 0.0
+    e[:, :, height + 1] = 0.0
+    scale[:, :, 0] = 0.0
+    scale[:, :, height + 1] = 0.0
     for y in numba.prange(height):
         for colour in range(2):
             shift = (y + colour) & 1
