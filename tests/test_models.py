@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from vidcolor.errors import VidcolorError
-from vidcolor.models import ECCV16, SIGGRAPH17, VidNet, VidNetConfig, build_vidnet, load_model, model_card, save_vidnet
+from vidcolor.models import ECCV16, SIGGRAPH17, VidNet, VidNetConfig, build_model, load_model, model_card, save_model
 
 BN = "bn"
 
@@ -171,8 +171,8 @@ def test_corrupt_wrong_and_missing_files_give_clear_errors(tmp_path):
 
 def test_vidnet_safetensors_round_trip(tmp_path):
     bins = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
-    model = build_vidnet(VidNetConfig(widths=(8, 8, 16, 16), num_bins=3), bins).eval()
-    save_vidnet(model, tmp_path / "m.safetensors", half=False)
+    model = build_model("vidnet", VidNetConfig(widths=(8, 8, 16, 16), num_bins=3).to_dict(), bins).eval()
+    save_model(model, tmp_path / "m.safetensors", half=False)
     loaded = load_model(tmp_path / "m.safetensors")
     assert isinstance(loaded, VidNet) and loaded.config.widths == (8, 8, 16, 16)
     assert torch.equal(loaded.bins, bins)

@@ -11,7 +11,7 @@ from tests.mrf_reference import banded_message, mean_field_reference
 from vidcolor import mrf
 from vidcolor.bins import GRID_VALUES, channel_marginals
 from vidcolor.colorizer import Colorizer, DecodeSettings
-from vidcolor.models import VidNetConfig, build_vidnet
+from vidcolor.models import VidNetConfig, build_model
 
 K = len(GRID_VALUES)
 
@@ -159,7 +159,7 @@ def test_temporal_term_keeps_an_ambiguous_frame_on_the_previous_colour():
 def tiny_colorizer(method, temporal=True, reference=None):
     torch.manual_seed(0)
     bins = torch.tensor([[a, b] for a in (-40.0, 0.0, 40.0) for b in (-40.0, 0.0, 40.0)])
-    model = build_vidnet(VidNetConfig(widths=(8, 8, 8, 8), num_bins=9), bins).eval()
+    model = build_model("vidnet", VidNetConfig(widths=(8, 8, 8, 8), num_bins=9).to_dict(), bins).eval()
     return Colorizer(model, "cpu", 64, DecodeSettings(method, temporal=temporal, reference=reference))
 
 

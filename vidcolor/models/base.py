@@ -21,6 +21,7 @@ class ColorNet(nn.Module):
 
     kind: str = "classification"
     output_stride: int = 4
+    input_multiple: int = 16  # H and W of the input must be multiples of this
     architecture: str = ""
 
     def __init__(self) -> None:

@@ -7,6 +7,7 @@ the training device, with no disk access during training.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ GREY_CHROMA_THRESHOLD = 3.0  # mean |ab| below this (Lab units) counts as a grey
 
 
 def find_images(folders: list[Path]) -> list[Path]:
-    """All image files (by suffix) under the given folders, sorted, recursively.
+    """All image files (by suffix) under the given folders, recursively, sorted, each once.
 
     Raises:
         FileNotFoundError: a folder does not exist.
@@ -37,7 +38,86 @@ def find_images(folders: list[Path]) -> list[Path]:
             found.append(folder)
             continue
         found += [p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
-    return sorted(found)
+    return sorted(set(found))
+
+
+def is_held_out(path: Path, fraction: float) -> bool:
+    """Whether ``path`` falls in the held-out ``fraction`` of its folder.
+
+    Decided by a hash of the file name alone, so the split is the same on every machine and
+    for every copy of a data set; ``vidcolor train --hold-out`` and ``vidcolor eval --held-out``
+    agree on it.
+    """
+    if fraction <= 0:
+        return False
+    digest = hashlib.sha1(path.name.encode("utf-8", "surrogateescape")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """A training folder and its share of the sampled images (None: in proportion to its size)."""
+
+    folder: Path
+    weight: float | None = None
+
+    @classmethod
+    def parse(cls, spec: str) -> DataSource:
+        """``FOLDER`` or ``FOLDER=WEIGHT``.
+
+        Raises:
+            ValueError: a weight that is not a positive number.
+        """
+        folder, sep, weight = spec.rpartition("=")
+        if not sep or Path(spec).exists():
+            return cls(Path(spec))
+        try:
+            value = float(weight)
+        except ValueError:
+            raise ValueError(f"{spec}: the weight after '=' must be a number") from None
+        if not value > 0:
+            raise ValueError(f"{spec}: the weight after '=' must be positive")
+        return cls(Path(folder), value)
+
+
+def assign_sources(paths: list[Path], sources: list[DataSource]) -> list[int]:
+    """For each image, the index of the deepest source folder that holds it.
+
+    A folder given beside one of its own subfolders keeps only the images outside that
+    subfolder, so ``train=0.5 train/faces=0.5`` samples faces and the rest half and half.
+    """
+    folders = [s.folder.resolve() for s in sources]
+    owners = []
+    for path in paths:
+        resolved = path.resolve()
+        best, depth = 0, -1
+        for index, folder in enumerate(folders):
+            if (resolved == folder or folder in resolved.parents) and len(folder.parts) > depth:
+                best, depth = index, len(folder.parts)
+        owners.append(best)
+    return owners
+
+
+def sampling_probabilities(owners: list[int], sources: list[DataSource]) -> torch.Tensor:
+    """Per-image sampling probabilities ``(N,)`` float64 summing to 1.
+
+    With no weights, every image is equally likely. With weights (all sources must have one),
+    source s is drawn with probability weight_s / sum(weights), uniformly within it; a source
+    left with no images gives its share to the others.
+
+    Raises:
+        ValueError: some sources have a weight and others do not.
+    """
+    given = [s.weight is not None for s in sources]
+    owner = torch.tensor(owners, dtype=torch.long)
+    if not any(given):
+        return torch.full((len(owners),), 1.0 / max(1, len(owners)), dtype=torch.float64)
+    if not all(given):
+        raise ValueError("give every training folder a weight (FOLDER=WEIGHT), or none")
+    counts = torch.bincount(owner, minlength=len(sources)).double()
+    weights = torch.tensor([s.weight for s in sources], dtype=torch.float64) * (counts > 0)
+    per_image = (weights / weights.sum() / counts.clamp_min(1))[owner]
+    return per_image / per_image.sum()
 
 
 def _load_square(path: Path, size: int) -> np.ndarray | None:

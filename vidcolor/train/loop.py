@@ -22,10 +22,21 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from vidcolor.bins import ab_histogram, data_bins, empirical_prior, gamut_bins, rebalance_weights
 from vidcolor.color import normalize_lightness, rgb_to_lab
 from vidcolor.colorizer import Colorizer, DecodeSettings
+from vidcolor.errors import VidcolorError
 from vidcolor.evaluation import colorize_and_score, mean_scores
-from vidcolor.models import build_vidnet, load_model, save_vidnet
-from vidcolor.models.vidnet import VidNet, VidNetConfig
-from vidcolor.train.data import degrade_lightness, find_images, load_image_set, random_crops, steps_per_epoch
+from vidcolor.models import TRAINABLE, ColorNet, build_model, load_model, save_model
+from vidcolor.models.lite0_unet import Lite0UNet, load_imagenet_encoder
+from vidcolor.train.data import (
+    DataSource,
+    assign_sources,
+    degrade_lightness,
+    find_images,
+    is_held_out,
+    load_image_set,
+    random_crops,
+    sampling_probabilities,
+    steps_per_epoch,
+)
 from vidcolor.train.losses import ab_mse, rebalanced_cross_entropy
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -36,9 +47,10 @@ MODEL_NAME = "model.safetensors"
 class TrainConfig:
     """Everything a training run depends on (saved in checkpoints and the model card)."""
 
-    data: list[str]
+    data: list[str]  # FOLDER or FOLDER=WEIGHT (sampling share)
     out: str = "runs/train"
     val: str | None = None
+    arch: str = "lite0-unet"
     loss: str = "classification"  # or "regression"
     bins: str = "gamut"  # or "data"
     size: int = 128  # crop side during training
@@ -46,7 +58,10 @@ class TrainConfig:
     steps: int | None = None
     max_minutes: float | None = None
     batch_size: int = 32
-    lr: float = 1e-3
+    lr: float = 1e-3  # the decoder's (everything trained from scratch)
+    encoder_lr: float | None = None  # the pretrained encoder's; None: lr / 5
+    ema: float = 0.999  # decay of the exponential moving average of the weights (0: none)
+    hold_out: float = 0.0  # fraction of each training folder kept out (by file-name hash)
     weight_decay: float = 1e-4
     warmup_steps: int = 200
     rebalance_lambda: float = 0.5
@@ -57,9 +72,9 @@ class TrainConfig:
     val_limit: int | None = None
     val_size: int = 256
     device: str = "auto"
-    init: str | None = None  # start from these weights (a vidnet .safetensors), fresh optimiser
+    init: str | None = None  # start from these weights (an exported .safetensors), fresh optimiser
     seed: int = 0
-    net: dict = field(default_factory=lambda: VidNetConfig().to_dict())
+    net: dict = field(default_factory=dict)  # the architecture's configuration (its defaults when empty)
     command: str = ""
 
     @property
@@ -95,8 +110,8 @@ def _atomic_save(obj: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _validate(model: VidNet, val_images: torch.Tensor, device: torch.device, size: int) -> dict:
-    colorizer = Colorizer(model, device=device, size=size, decode=DecodeSettings())
+def _validate(model: ColorNet, val_images: torch.Tensor, device: torch.device, size: int) -> dict:
+    colorizer = Colorizer(model, device=device, size=size, decode=DecodeSettings(method="mean", temporal=False))
     model_scores, grey_scores = [], []
     for image in val_images:
         ours, grey = colorize_and_score(colorizer, image.float() / 255.0)
@@ -105,19 +120,101 @@ def _validate(model: VidNet, val_images: torch.Tensor, device: torch.device, siz
     return {"model": mean_scores(model_scores), "grey": mean_scores(grey_scores)}
 
 
+def _load_training_images(config: TrainConfig, console: Console):
+    """The training images in memory and each one's sampling probability."""
+    try:
+        sources = [DataSource.parse(spec) for spec in config.data]
+    except ValueError as error:
+        raise SystemExit(f"vidcolor train: {error}") from None
+    for source in sources:
+        if not source.folder.exists():
+            raise SystemExit(f"vidcolor train: {source.folder}: no such folder")
+    paths = find_images([s.folder for s in sources])
+    held = [p for p in paths if is_held_out(p, config.hold_out)]
+    paths = [p for p in paths if not is_held_out(p, config.hold_out)]
+    if not paths:
+        raise SystemExit(f"vidcolor train: no images found in {', '.join(str(s.folder) for s in sources)}")
+    with _progress(console) as progress:
+        task = progress.add_task("loading images", total=len(paths), info="")
+        image_set = load_image_set(paths, config.cache_size, config.workers, lambda: progress.advance(task))
+    console.print(
+        f"{len(image_set.paths)} training images ({image_set.skipped_grey} near-grey and "
+        f"{image_set.skipped_unreadable} unreadable skipped, {len(held)} held out), held at {config.cache_size} px"
+    )
+    if len(image_set.paths) == 0:
+        raise SystemExit(
+            f"vidcolor train: no usable colour images in {', '.join(str(s.folder) for s in sources)} "
+            f"({image_set.skipped_grey} near-grey, {image_set.skipped_unreadable} unreadable)"
+        )
+    owners = assign_sources(image_set.paths, sources)
+    try:
+        probabilities = sampling_probabilities(owners, sources)
+    except ValueError as error:
+        raise SystemExit(f"vidcolor train: {error}") from None
+    if any(s.weight is not None for s in sources):
+        counts = torch.bincount(torch.tensor(owners), minlength=len(sources)).tolist()
+        shares = torch.zeros(len(sources), dtype=torch.float64).index_add_(0, torch.tensor(owners), probabilities)
+        for source, count, share in zip(sources, counts, shares.tolist(), strict=True):
+            console.print(f"  {source.folder}: {count} images, {share:.0%} of the samples")
+    return image_set, probabilities
+
+
+def _initial_weights(config: TrainConfig, console: Console) -> ColorNet | None:
+    if not config.init:
+        return None
+    initial = load_model(config.init)
+    if initial.architecture not in TRAINABLE or initial.kind != config.loss:
+        raise SystemExit(f"vidcolor train: --init {config.init}: not a trainable {config.loss} model")
+    config.arch = initial.architecture
+    config.net = initial.config.to_dict()
+    console.print(f"starting from the weights of {config.init} ({config.arch})")
+    return initial
+
+
+def _optimizer(model: ColorNet, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW; a pretrained encoder gets its own (lower) learning rate, as ``lr_scale`` of ``lr``."""
+    if isinstance(model, Lite0UNet):
+        for parameter in model.frozen_parameters():
+            parameter.requires_grad_(False)
+        encoder_lr = config.encoder_lr if config.encoder_lr is not None else config.lr / 5
+        groups = [
+            {"params": model.encoder_parameters(), "lr_scale": encoder_lr / config.lr},
+            {"params": model.decoder_parameters(), "lr_scale": 1.0},
+        ]
+    else:
+        groups = [{"params": list(model.parameters()), "lr_scale": 1.0}]
+    return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _averaged(model: ColorNet, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
+    """An exponential moving average of ``model``'s weights and batch-norm statistics (None when ``decay`` is 0)."""
+    if decay <= 0:
+        return None
+    return torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay), use_buffers=True
+    )
+
+
 def train(config: TrainConfig, resume: bool = False, console: Console | None = None) -> Path:
-    """Train a vidnet; returns the path of the exported safetensors file."""
-    console = console or Console(stderr=True)
+    """Train a colorization network; returns the path of the exported safetensors file."""
+    console = console or Console(stderr=True, soft_wrap=True)  # whole lines in logs
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint_path = out / CHECKPOINT_NAME
     checkpoint = None
     if resume and checkpoint_path.exists():
-        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-        saved = checkpoint["config"]
+        try:
+            checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+            saved = checkpoint["config"]
+        except Exception as error:  # noqa: BLE001 - torch's unpickler fails on damaged files in many ways
+            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise SystemExit(
+                f"vidcolor train: {checkpoint_path}: not a readable checkpoint ({first_line}); "
+                "remove it or start without --resume"
+            ) from None
         # the data, bins and network come from the checkpoint; the schedule from the command line
-        for key in ("loss", "bins", "size", "net", "rebalance_lambda"):
-            setattr(config, key, saved[key])
+        for key in ("loss", "bins", "size", "net", "rebalance_lambda", "arch"):
+            setattr(config, key, saved.get(key, "vidnet" if key == "arch" else None))
         console.print(f"resuming from {checkpoint_path} at step {checkpoint['step']}")
     elif resume:
         console.print(f"no checkpoint in {out}; starting afresh")
@@ -130,18 +227,7 @@ def train(config: TrainConfig, resume: bool = False, console: Console | None = N
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed + (checkpoint["step"] if checkpoint else 0))
 
-    paths = find_images([Path(p) for p in config.data])
-    if not paths:
-        raise SystemExit(f"no images found in {', '.join(config.data)}")
-    with _progress(console) as progress:
-        task = progress.add_task("loading images", total=len(paths), info="")
-        image_set = load_image_set(paths, config.cache_size, config.workers, lambda: progress.advance(task))
-    console.print(
-        f"{len(image_set.paths)} training images ({image_set.skipped_grey} near-grey and "
-        f"{image_set.skipped_unreadable} unreadable skipped), held at {config.cache_size} px"
-    )
-    if len(image_set.paths) == 0:
-        raise SystemExit("no usable colour images to train on")
+    image_set, probabilities = _load_training_images(config, console)
     images = image_set.images.to(device)
 
     val_images = None
@@ -151,14 +237,7 @@ def train(config: TrainConfig, resume: bool = False, console: Console | None = N
         val_images = val_set.images
         console.print(f"{len(val_set.paths)} validation images at {config.val_size} px")
 
-    initial = None
-    if config.init and checkpoint is None:
-        initial = load_model(config.init)
-        if not isinstance(initial, VidNet) or initial.kind != config.loss:
-            raise SystemExit(f"--init {config.init}: not a {config.loss} vidnet")
-        config.net = initial.config.to_dict()
-        console.print(f"starting from the weights of {config.init}")
-    net_config = VidNetConfig.from_dict({**config.net, "kind": config.loss})
+    initial = _initial_weights(config, console) if checkpoint is None else None
     if checkpoint is not None:
         bins = checkpoint.get("bins")
         weights = checkpoint.get("weights")
@@ -175,27 +254,45 @@ def train(config: TrainConfig, resume: bool = False, console: Console | None = N
             else:
                 bins = gamut_bins() if config.bins == "gamut" else data_bins(histogram)
             weights = rebalance_weights(empirical_prior(histogram, bins), config.rebalance_lambda)
+    if config.arch not in TRAINABLE:
+        raise SystemExit(f"vidcolor train: unknown architecture {config.arch!r}; choose from {', '.join(TRAINABLE)}")
+    net_config = {**config.net, "kind": config.loss}
     if config.loss == "classification":
-        net_config = VidNetConfig.from_dict({**net_config.to_dict(), "num_bins": len(bins)})
-    config.net = net_config.to_dict()
-    model = build_vidnet(net_config, bins).to(device)
+        net_config["num_bins"] = len(bins)
+    model = build_model(config.arch, net_config, bins)
+    config.net = model.config.to_dict()
     if initial is not None:
         model.load_state_dict(initial.state_dict(), strict=False)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    elif checkpoint is None and isinstance(model, Lite0UNet):
+        try:
+            load_imagenet_encoder(model)
+        except VidcolorError as error:
+            raise SystemExit(f"vidcolor train: {error}") from None
+        console.print("encoder initialised from EfficientNet-Lite0's ImageNet weights")
+    model = model.to(device, memory_format=torch.channels_last)  # 10-25 % faster steps on the CPU, measured
+    optimizer = _optimizer(model, config)
+    averaged = _averaged(model, config.ema)
     step = 0
-    best = {"auc": -1.0, "metrics": None}
+    best = {"psnr": -math.inf, "metrics": None}
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"], strict=False)
         optimizer.load_state_dict(checkpoint["optimizer"])
+        if averaged is not None and checkpoint.get("ema") is not None:
+            averaged.load_state_dict(checkpoint["ema"])
         step = int(checkpoint["step"])
         best = checkpoint.get("best", best)
+        best.setdefault("psnr", -math.inf)
+
+    def shipped() -> ColorNet:
+        """The network that is validated and exported: the weight average when there is one."""
+        return averaged.module if averaged is not None else model
 
     per_epoch = steps_per_epoch(len(images), config.batch_size)
     validate_every = config.val_every or per_epoch
     total = config.steps or (config.epochs or 1) * per_epoch
     use_amp = device.type == "cuda"
     console.print(
-        f"training {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters on {device} "
+        f"training {config.arch}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters on {device} "
         f"({config.loss}, {len(bins) if bins is not None else 2} outputs), steps {step} -> {total}"
     )
     started = time.monotonic()
@@ -209,6 +306,7 @@ def train(config: TrainConfig, resume: bool = False, console: Console | None = N
             {
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
+                "ema": averaged.state_dict() if averaged is not None else None,
                 "step": step,
                 "config": asdict(config),
                 "bins": bins,
@@ -220,10 +318,11 @@ def train(config: TrainConfig, resume: bool = False, console: Console | None = N
         )
 
     def export(metrics: dict | None, epoch: float) -> None:
+        network = shipped()
         card = {
-            "architecture": "vidnet",
-            "net": net_config.to_dict(),
-            "parameters": sum(p.numel() for p in model.parameters()),
+            "architecture": config.arch,
+            "net": network.config.to_dict(),
+            "parameters": sum(p.numel() for p in network.parameters()),
             "bins": {
                 "kind": config.bins if config.loss == "classification" else None,
                 "count": len(bins) if bins is not None else 0,
@@ -231,37 +330,42 @@ def train(config: TrainConfig, resume: bool = False, console: Console | None = N
             "loss": config.loss,
             "rebalance_lambda": config.rebalance_lambda,
             "default_decoding": asdict(DecodeSettings()),
-            "data": {"train": config.data, "train_images": len(image_set.paths), "val": config.val},
+            "data": {
+                "train": config.data,
+                "train_images": len(image_set.paths),
+                "hold_out": config.hold_out,
+                "val": config.val,
+            },
             "command": config.command,
             "steps": step,
             "epochs": round(epoch, 2),
             "batch_size": config.batch_size,
             "crop_size": config.size,
+            "lr": config.lr,
+            "encoder_lr": config.encoder_lr,
+            "ema": config.ema,
             "validation_at_256px": metrics,
         }
-        save_vidnet(model, out / MODEL_NAME, extra={"card": card})
+        save_model(network, out / MODEL_NAME, extra={"card": card})
         (out / "model.json").write_text(json.dumps(card, indent=2) + "\n")
 
     model.train()
     window_loss, window_images, window_start = torch.zeros((), device=device), 0, time.perf_counter()
-    order = torch.randperm(len(images), generator=generator)
     with _progress(console) as progress:
         task = progress.add_task("training", total=total, completed=step, info="")
         while step < total:
-            position = (step % per_epoch) * config.batch_size
-            if position == 0:
-                order = torch.randperm(len(images), generator=generator)
-            index = order[position : position + config.batch_size].to(device)
-            rgb = random_crops(images[index], config.size, generator)
+            index = torch.multinomial(probabilities, config.batch_size, replacement=True, generator=generator)
+            rgb = random_crops(images[index.to(device)], config.size, generator)
             lab = rgb_to_lab(rgb)
             lightness = lab[:, :1]
             if config.degrade:
                 lightness = degrade_lightness(lightness, generator)
             target_ab = torch.nn.functional.avg_pool2d(lab[:, 1:], model.output_stride)
+            learning_rate = _learning_rate(config, step, total, time_fraction())
             for group in optimizer.param_groups:
-                group["lr"] = _learning_rate(config, step, total, time_fraction())
+                group["lr"] = learning_rate * group.get("lr_scale", 1.0)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
-                out_map = model(normalize_lightness(lightness))
+                out_map = model(normalize_lightness(lightness).contiguous(memory_format=torch.channels_last))
             if config.loss == "classification":
                 loss = rebalanced_cross_entropy(out_map, target_ab, bins.to(device), weights)
             else:
@@ -269,6 +373,8 @@ def train(config: TrainConfig, resume: bool = False, console: Console | None = N
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if averaged is not None:
+                averaged.update_parameters(model)
             step += 1
             window_loss += loss.detach()
             window_images += len(index)
@@ -276,7 +382,7 @@ def train(config: TrainConfig, resume: bool = False, console: Console | None = N
                 elapsed = time.perf_counter() - window_start
                 mean_loss = float(window_loss) / 10
                 rate = window_images / elapsed
-                progress.update(task, completed=step, info=f"loss {mean_loss:.3f} {rate:.0f} img/s")
+                progress.update(task, completed=step, info=f"loss {mean_loss:.3f} {rate:.1f} img/s")
                 if not console.is_terminal and step % 200 == 0:
                     console.print(f"step {step}/{total} loss {mean_loss:.4f} {rate:.1f} img/s")
                 window_loss, window_images, window_start = torch.zeros((), device=device), 0, time.perf_counter()
@@ -284,8 +390,10 @@ def train(config: TrainConfig, resume: bool = False, console: Console | None = N
             if step % config.checkpoint_every == 0:
                 save_checkpoint()
             if val_images is not None and (step % validate_every == 0 or step == total or out_of_time):
-                model.eval()
-                result = _validate(model, val_images, device, config.val_size)
+                network = shipped()
+                network.eval()
+                result = _validate(network, val_images, device, config.val_size)
+                network.train()
                 model.train()
                 scores = result["model"]
                 console.print(
@@ -293,11 +401,11 @@ def train(config: TrainConfig, resume: bool = False, console: Console | None = N
                     f"(grey {result['grey']['psnr']:.2f}) AuC {scores['auc']:.4f} (grey {result['grey']['auc']:.4f}) "
                     f"colourfulness {scores['colourfulness']:.1f} (truth {scores['true_colourfulness']:.1f})"
                 )
-                if scores["auc"] > best["auc"]:
-                    best = {"auc": scores["auc"], "metrics": result, "step": step}
-                    model.eval()
+                if scores["psnr"] > best["psnr"]:
+                    best = {"psnr": scores["psnr"], "metrics": result, "step": step}
+                    network.eval()
                     export(result, step / per_epoch)
-                    model.train()
+                    network.train()
                     console.print(f"exported {out / MODEL_NAME} (best so far)")
                 save_checkpoint()
             if out_of_time:
@@ -305,7 +413,7 @@ def train(config: TrainConfig, resume: bool = False, console: Console | None = N
                 break
     save_checkpoint()
     if val_images is None:
-        model.eval()
+        shipped().eval()
         export(None, step / per_epoch)
     console.print(f"done: step {step}, checkpoint {checkpoint_path}, model {out / MODEL_NAME}")
     return out / MODEL_NAME

