@@ -27,13 +27,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.mrf_reference import mean_field_reference  # noqa: E402
-from vidcolor import metrics  # noqa: E402
 from vidcolor.bins import channel_marginals  # noqa: E402
-from vidcolor.color import lab_to_rgb, rgb_to_lab  # noqa: E402
-from vidcolor.colorizer import Colorizer, DecodeSettings, upsample_ab  # noqa: E402
-from vidcolor.evaluation import colorize_and_score, load_rgb, mean_scores  # noqa: E402
+from vidcolor.color import rgb_to_lab  # noqa: E402
+from vidcolor.colorizer import Colorizer  # noqa: E402
+from vidcolor.decoding import Decoder, DecodeSettings  # noqa: E402
+from vidcolor.evaluation import colorize_variants, evaluate_paths, load_rgb, mean_scores, score_frames  # noqa: E402
 from vidcolor.models import load_model  # noqa: E402
-from vidcolor.mrf import MRFSettings, PottsRefiner, link_weights, mean_field, refine, unary_term  # noqa: E402
+from vidcolor.mrf import MRFSettings, link_weights, mean_field, refine, unary_term  # noqa: E402
 from vidcolor.train.data import find_images  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
@@ -121,12 +121,10 @@ def network_share(colorizer: Colorizer) -> dict:
     colorizer.logits(batch)
     network = best_of(lambda: colorizer.logits(batch), 3) / 8
     logits = colorizer.logits(lightness)
-    small = torch.nn.functional.interpolate(lightness, size=logits.shape[-2:], mode="area")[0, 0].numpy() / 100
-    refiner = PottsRefiner(temporal=False)
+    decoder = Decoder(DecodeSettings("mrf", temporal=False), colorizer.model.bins, "classification", colorizer.device)
 
     def decode_mrf():
-        probs = channel_marginals(logits, colorizer.model.bins)[0].numpy()
-        return refiner.refine(probs, small)
+        return decoder.decode(logits, lightness)
 
     decode_mrf()
     cost = best_of(decode_mrf, 20)
@@ -134,17 +132,12 @@ def network_share(colorizer: Colorizer) -> dict:
 
 
 def photo_quality(model) -> dict:
+    """Mean scores of each decoding (and grey) on the photos, through vidcolor.evaluation."""
     paths = find_images([SHARED / "val"])
     out = {}
     for method in DECODINGS:
-        colorizer = Colorizer(model, "cpu", 256, DecodeSettings(method))
-        scores, grey = [], []
-        for path in paths:
-            ours, baseline = colorize_and_score(colorizer, load_rgb(path))
-            scores.append(ours)
-            grey.append(baseline)
-        out[method] = mean_scores(scores)
-    out["grey"] = mean_scores(grey)
+        result = evaluate_paths(Colorizer(model, "cpu", 256, DecodeSettings(method)), paths)
+        out[method], out["grey"] = result["model"], result["grey"]
     return out
 
 
@@ -159,50 +152,21 @@ def clip_frames(path: Path, limit: int) -> torch.Tensor:
 
 
 def clip_quality(model, limit: int) -> dict:
-    """Per decoding (and temporal on/off): mean PSNR, AuC, colourfulness and TAE over the clips."""
+    """Per decoding (and temporal on/off): mean scores over the clips (vidcolor.evaluation's, as
+    ``vidcolor eval`` gives them: PSNR, AuC, colourfulness on every 5th frame; TAE, CDC)."""
     variants = [(m, False) for m in DECODINGS] + [("mrf", True), ("mean", True)]
-    results: dict[str, dict[str, list]] = {f"{m}{' +temporal' if t else ''}": {} for m, t in variants}
-    for clip in sorted(SHARED.glob("video/*.mp4")):
-        if "bw" in clip.name:
-            continue
+    rows: dict[str, list[dict]] = {f"{m}{' +temporal' if t else ''}": [] for m, t in variants}
+    clips = [c for c in sorted(SHARED.glob("video/*.mp4")) if "bw" not in c.name]
+    for clip in clips:
         rgb = clip_frames(clip, limit)
-        lab = torch.cat([rgb_to_lab(chunk) for chunk in rgb.split(16)])
-        lightness, true_ab = lab[:, :1], lab[:, 1:]
-        colorizers = {
-            f"{m}{' +temporal' if t else ''}": Colorizer(model, "cpu", 256, DecodeSettings(m, temporal=t))
-            for m, t in variants
-        }
-        logits = torch.cat([colorizers["mean"].logits(chunk) for chunk in lightness.split(8)])
-        for name, colorizer in colorizers.items():
-            colorizer.reset_sequence()
-            ab = torch.cat(
-                [colorizer.decode_output(lo, li) for lo, li in zip(logits.split(8), lightness.split(8), strict=True)]
-            )
-            ab = upsample_ab(ab, tuple(lightness.shape[-2:]))
-            predicted = lab_to_rgb(torch.cat((lightness, ab), 1))
-            psnr = np.mean(
-                [
-                    metrics.psnr(
-                        p.permute(1, 2, 0).numpy().astype(np.float64), t.permute(1, 2, 0).numpy().astype(np.float64)
-                    )
-                    for p, t in zip(predicted, rgb, strict=True)
-                ]
-            )
-            auc = np.mean(
-                [
-                    metrics.ab_auc(a.permute(1, 2, 0).numpy(), t.permute(1, 2, 0).numpy())
-                    for a, t in zip(ab[::5], true_ab[::5], strict=True)
-                ]
-            )
-            colour = np.mean([metrics.colourfulness(p.permute(1, 2, 0).numpy()) for p in predicted[::5]])
-            tae = metrics.temporal_ab_error(ab.permute(0, 2, 3, 1).numpy(), true_ab.permute(0, 2, 3, 1).numpy())
-            row = results[name]
-            for key, value in (("psnr", psnr), ("auc", auc), ("colourfulness", colour), ("tae", tae)):
-                row.setdefault(key, []).append(float(value))
-            row.setdefault("clips", []).append(clip.name)
-    return {
-        name: {k: (float(np.mean(v)) if k != "clips" else v) for k, v in row.items()} for name, row in results.items()
-    }
+        lightness = torch.cat([rgb_to_lab(chunk)[:, :1] for chunk in rgb.split(16)])
+        for temporal in (False, True):
+            methods = [m for m, t in variants if t == temporal]
+            colorizer = Colorizer(model, "cpu", 256, DecodeSettings("mean", temporal=temporal))
+            scores = score_frames(colorize_variants(colorizer, methods, lightness, film=True), rgb, clip=True)
+            for method in methods:
+                rows[f"{method}{' +temporal' if temporal else ''}"].append(scores[method])
+    return {name: {**mean_scores(r), "clips": [c.name for c in clips]} for name, r in rows.items()}
 
 
 def main() -> None:

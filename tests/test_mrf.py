@@ -10,7 +10,8 @@ from tests.conftest import run_cli
 from tests.mrf_reference import banded_message, mean_field_reference
 from vidcolor import mrf
 from vidcolor.bins import GRID_VALUES, channel_marginals
-from vidcolor.colorizer import Colorizer, DecodeSettings
+from vidcolor.colorizer import Colorizer
+from vidcolor.decoding import DecodeSettings, FilmState
 from vidcolor.models import VidNetConfig, build_model
 
 K = len(GRID_VALUES)
@@ -129,19 +130,6 @@ def test_histogram_transfer_pushes_an_ambiguous_region_toward_the_reference():
     assert (mrf.mode_values(q) == GRID_VALUES[red]).all()
 
 
-def test_scene_cut_resets_the_temporal_link(rng):
-    refiner = mrf.PottsRefiner(temporal=True)
-    probs = np.stack([random_probs(rng, 8, 8)] * 2)
-    dark, bright = np.full((8, 8), 0.2), np.full((8, 8), 0.8)
-    refiner.refine(probs, dark)
-    refiner.refine(probs, dark)
-    assert refiner.cuts == 0
-    after_cut = refiner.refine(probs, bright)
-    assert refiner.cuts == 1
-    fresh = mrf.PottsRefiner(temporal=True).refine(probs, bright)
-    assert np.array_equal(after_cut, fresh)
-
-
 def test_temporal_term_keeps_an_ambiguous_frame_on_the_previous_colour():
     first = np.full((2, K, 6, 6), 0.001)
     first[:, 4] = 1.0
@@ -149,18 +137,18 @@ def test_temporal_term_keeps_an_ambiguous_frame_on_the_previous_colour():
     ambiguous[:, 4] = ambiguous[:, 18] = 0.5
     ambiguous[:, 18] += 0.02  # slightly prefers the other colour on its own
     lightness = np.full((6, 6), 0.5)
-    linked = mrf.PottsRefiner(temporal=True)
-    linked.refine(first, lightness)
-    with_time = linked.refine(ambiguous, lightness)
-    alone = mrf.PottsRefiner(temporal=False).refine(ambiguous, lightness)
+    previous = mrf.refine(first, lightness)
+    with_time = mrf.mode_values(mrf.refine(ambiguous, lightness, mrf.MRFSettings(), previous, lightness))
+    alone = mrf.mode_values(mrf.refine(ambiguous, lightness))
     assert (with_time == GRID_VALUES[4]).all() and (alone == GRID_VALUES[18]).all()
 
 
-def tiny_colorizer(method, temporal=True, reference=None):
+def tiny_colorizer(method, temporal=True, reference=None, scene_cut=mrf.SCENE_CUT):
     torch.manual_seed(0)
     bins = torch.tensor([[a, b] for a in (-40.0, 0.0, 40.0) for b in (-40.0, 0.0, 40.0)])
     model = build_model("vidnet", VidNetConfig(widths=(8, 8, 8, 8), num_bins=9).to_dict(), bins).eval()
-    return Colorizer(model, "cpu", 64, DecodeSettings(method, temporal=temporal, reference=reference))
+    settings = DecodeSettings(method, temporal=temporal, reference=reference, mrf=mrf.MRFSettings(scene_cut=scene_cut))
+    return Colorizer(model, "cpu", 64, settings)
 
 
 def test_colorizer_mrf_decoding_and_reference_histogram():
@@ -184,18 +172,19 @@ def test_mrf_reference_weights_the_channel_marginals_once():
     probs = channel_marginals(logits, colorizer.model.bins)[0].numpy()
     small = torch.nn.functional.interpolate(lightness, size=logits.shape[-2:], mode="area")[0, 0].numpy() / 100
     channels = (reddish.sum(axis=1), reddish.sum(axis=0))
-    expected = mrf.PottsRefiner(temporal=False, reference=channels).refine(probs, small)
+    weighted = np.stack([mrf.histogram_transfer(p, h) for p, h in zip(probs, channels, strict=True)])
+    expected = mrf.mode_values(mrf.refine(weighted, small))
     assert np.array_equal(colorizer.ab_lowres(lightness)[0].numpy(), expected)
 
 
-def test_cheap_temporal_blend_for_mean_decoding_and_reset():
+def test_cheap_temporal_blend_for_mean_decoding_and_a_fresh_film_state():
     colorizer = tiny_colorizer("mean", temporal=True)
     frames = torch.rand(3, 1, 64, 64) * 10 + 50
-    blended = colorizer.ab_lowres(frames)
-    independent = tiny_colorizer("mean", temporal=False).ab_lowres(frames)
+    blended = colorizer.ab_lowres(frames, FilmState())
+    independent = colorizer.ab_lowres(frames)  # no state: each frame on its own
     assert torch.allclose(blended[0], independent[0], atol=1e-4)  # the first frame has no past
-    colorizer.reset_sequence()
-    assert torch.allclose(colorizer.ab_lowres(frames[2:]), independent[2:], atol=1e-4)
+    assert not torch.allclose(blended[2], independent[2], atol=1e-4)
+    assert torch.allclose(colorizer.ab_lowres(frames[2:], FilmState()), independent[2:], atol=1e-4)
 
 
 def test_cli_mrf_options_on_photo_and_film(tmp_path):
@@ -227,12 +216,23 @@ def test_cli_mrf_options_on_photo_and_film(tmp_path):
     assert run_cli(str(photo), "--decode", "mrf", "--mrf-sigma", "0").returncode == 2
 
 
-def test_cheap_temporal_blend_counts_scene_cuts():
-    colorizer = tiny_colorizer("mean", temporal=True)
-    steady = torch.full((3, 1, 64, 64), 30.0)
-    colorizer.ab_lowres(steady)
-    assert colorizer.cuts == 0
-    colorizer.ab_lowres(torch.full((1, 1, 64, 64), 90.0))  # a jump of 60 L units: a new scene
-    assert colorizer.cuts == 1
-    colorizer.reset_sequence()
-    assert colorizer.cuts == 0
+@pytest.mark.parametrize("method", ["mean", "mrf"])
+def test_scene_cuts_reset_the_link_and_are_counted_in_the_film_state(method):
+    colorizer = tiny_colorizer(method, temporal=True)
+    state = FilmState()
+    steady = torch.rand(3, 1, 64, 64) * 5 + 30
+    colorizer.ab_lowres(steady, state)
+    assert state.cuts == 0
+    bright = torch.rand(1, 1, 64, 64) * 5 + 90  # a jump of 60 L units: a new scene
+    after_cut = colorizer.ab_lowres(bright, state)
+    assert state.cuts == 1
+    assert torch.allclose(after_cut, colorizer.ab_lowres(bright), atol=1e-5)  # as if the film started there
+
+
+def test_the_blend_and_the_mrf_share_one_scene_cut_threshold():
+    frames = torch.cat([torch.full((1, 1, 64, 64), 30.0), torch.full((1, 1, 64, 64), 50.0)])  # a change of 0.2
+    for method in ("mean", "mrf"):
+        strict, lenient = FilmState(), FilmState()
+        tiny_colorizer(method, scene_cut=0.1).ab_lowres(frames, strict)
+        tiny_colorizer(method, scene_cut=0.3).ab_lowres(frames, lenient)
+        assert (strict.cuts, lenient.cuts) == (1, 0), method

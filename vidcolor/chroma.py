@@ -12,6 +12,7 @@ from torch.nn import functional
 
 from vidcolor.color import compose_lab, lab_to_rgb, luma_to_lightness
 from vidcolor.colorizer import Colorizer, upsample_ab
+from vidcolor.decoding import FilmState
 
 # (Kr, Kb) of the luma equations Y' = Kr R' + (1 - Kr - Kb) G' + Kb B'.
 MATRICES = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722)}
@@ -37,13 +38,19 @@ def rgb_to_chroma(rgb: torch.Tensor, full_range: bool, matrix: str) -> tuple[tor
 
 
 def chroma_planes(
-    luma: torch.Tensor, colorizer: Colorizer, *, full_range: bool = False, matrix: str = "bt601"
+    luma: torch.Tensor,
+    colorizer: Colorizer,
+    state: FilmState | None = None,
+    *,
+    full_range: bool = False,
+    matrix: str = "bt601",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Colorize a batch of frames given by their luma planes.
 
     Args:
         luma: ``(B, H, W)`` uint8 Y' planes (on any device; computed on ``colorizer.device``).
         colorizer: the network and decoding.
+        state: the film's temporal state (advanced over the batch), or None.
         full_range: Y' spans 0..255 (else 16..235) and so will Cb/Cr.
         matrix: ``bt601`` or ``bt709``.
     Returns:
@@ -53,7 +60,7 @@ def chroma_planes(
     height, width = luma.shape[-2:]
     chroma_size = ((height + 1) // 2, (width + 1) // 2)
     lightness = luma_to_lightness(luma_to_unit(luma, full_range))
-    ab = colorizer.ab_lowres(lightness)
+    ab = colorizer.ab_lowres(lightness, state)
     lightness_small = functional.interpolate(lightness, size=chroma_size, mode="area")
     rgb = lab_to_rgb(compose_lab(lightness_small, upsample_ab(ab, chroma_size)))
     return rgb_to_chroma(rgb, full_range, matrix)

@@ -1,39 +1,42 @@
-"""Colorize colour ground truth turned grey, and measure the result against it."""
+"""The one scoring path: colorize colour ground truth turned grey, and measure it against it.
+
+Training's validation, the model card (``scripts/model_card_metrics.py``) and ``vidcolor eval``
+all score through :func:`colorize_variants` and :func:`score_frames`, and average with
+:func:`mean_scores`, so the same photos give the same numbers everywhere.
+
+Every score is a dict with the keys of ``PHOTO_METRICS`` (clips also ``CLIP_METRICS``). The grey
+baseline (a = b = 0) is scored as the variant ``"grey"``.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from vidcolor import metrics
-from vidcolor.color import lab_to_rgb, lightness_to_luma, rgb_to_lab
-from vidcolor.colorizer import Colorizer
+from vidcolor.color import compose_lab, lab_to_rgb, lightness_to_luma, rgb_to_lab
+from vidcolor.colorizer import Colorizer, upsample_ab
+from vidcolor.decoding import Decoder, FilmState
+from vidcolor.image import read_image
+
+PHOTO_METRICS = ("psnr", "ssim", "auc", "colourfulness", "true_colourfulness", "colourfulness_ratio", "delta_cf")
+CLIP_METRICS = ("tae", "cdc", "true_cdc")
+GREY = "grey"
+NETWORK_BATCH = 8
+CLIP_SCORE_EVERY = 5  # per-frame image metrics of clips on every 5th frame
 
 
 @dataclass
-class ImageScores:
-    """Metrics of one colorization against its ground truth."""
+class Colorized:
+    """One variant of some frames: ``rgb`` ``(T, 3, H, W)`` quantised to 8 bits as a written file
+    would be, in [0, 1]; ``ab`` ``(T, 2, H, W)`` in Lab units."""
 
-    psnr: float
-    ssim: float
-    auc: float
-    colourfulness: float
-    true_colourfulness: float
-
-
-def score_image(
-    predicted_rgb: np.ndarray, predicted_ab: np.ndarray, true_rgb: np.ndarray, true_ab: np.ndarray
-) -> ImageScores:
-    """Metrics of ``(H, W, 3)`` RGB in [0, 1] and ``(H, W, 2)`` ab against the ground truth."""
-    return ImageScores(
-        psnr=metrics.psnr(predicted_rgb, true_rgb),
-        ssim=metrics.ssim(predicted_rgb, true_rgb),
-        auc=metrics.ab_auc(predicted_ab, true_ab),
-        colourfulness=metrics.colourfulness(predicted_rgb),
-        true_colourfulness=metrics.colourfulness(true_rgb),
-    )
+    rgb: torch.Tensor
+    ab: torch.Tensor
 
 
 def grey_image(lightness: torch.Tensor) -> torch.Tensor:
@@ -41,62 +44,139 @@ def grey_image(lightness: torch.Tensor) -> torch.Tensor:
     return lightness_to_luma(lightness).expand(-1, 3, -1, -1)
 
 
-@torch.inference_mode()
-def colorize_and_score(colorizer: Colorizer, true_rgb: torch.Tensor) -> tuple[ImageScores, ImageScores]:
-    """Colorize the lightness of a colour image and score it, and the grey baseline.
+def quantise(rgb: torch.Tensor) -> torch.Tensor:
+    """RGB in [0, 1] rounded to the 256 levels of an 8-bit file."""
+    return torch.round(rgb.clamp(0, 1) * 255) / 255
 
-    Args:
-        colorizer: the model and decoding to test.
-        true_rgb: ``(3, H, W)`` float RGB in [0, 1].
-    Returns:
-        ``(model scores, grey baseline scores)``; the baseline has a = b = 0.
+
+def load_rgb(path: Path) -> torch.Tensor:
+    """``(3, H, W)`` float RGB in [0, 1] of an image file (EXIF orientation applied)."""
+    return torch.from_numpy(read_image(Path(path)).rgb).permute(2, 0, 1).contiguous()
+
+
+def colorize_variants(
+    colorizer: Colorizer, decodings: Iterable[str], lightness: torch.Tensor, film: bool = False
+) -> dict[str, Colorized]:
+    """The grey baseline and each decoding of ``(T, 1, H, W)`` L in [0, 100] (network run once).
+
+    ``film``: the frames are consecutive frames of one clip, linked by a fresh
+    :class:`FilmState` per decoding when the colorizer's settings are temporal; otherwise every
+    frame is colorized on its own, so a photo's colours never depend on what came before.
+    Returns ``{"grey": ..., decoding: ...}`` in that order.
     """
-    lab = rgb_to_lab(true_rgb[None].double()).float()
-    lightness = lab[:, :1]
-    ab = colorizer.ab(lightness).cpu()
-    predicted = torch.cat((lightness, ab), dim=1)
+    decoders = {
+        m: Decoder(replace(colorizer.decode, method=m), colorizer.model.bins, colorizer.model.kind, colorizer.device)
+        for m in decodings
+    }
+    temporal = film and colorizer.decode.temporal
+    states = {m: FilmState() if temporal else None for m in decoders}
+    ab: dict[str, list[torch.Tensor]] = {m: [] for m in decoders}
+    for chunk in lightness.split(NETWORK_BATCH):
+        logits = colorizer.logits(chunk)
+        for method, decoder in decoders.items():
+            low = decoder.decode(logits, chunk, states[method])
+            ab[method].append(upsample_ab(low, tuple(chunk.shape[-2:])).cpu().float())
+    variants = {GREY: Colorized(quantise(grey_image(lightness)), torch.zeros_like(lightness).expand(-1, 2, -1, -1))}
+    for method, parts in ab.items():
+        full = torch.cat(parts)
+        rgb = torch.cat(
+            [lab_to_rgb(compose_lab(li, a)) for li, a in zip(lightness.split(16), full.split(16), strict=True)]
+        )
+        variants[method] = Colorized(quantise(rgb), full)
+    return variants
 
-    def as_numpy(image: torch.Tensor) -> np.ndarray:
-        return image[0].permute(1, 2, 0).double().numpy()
 
-    # quantise to 8 bits as a written file would be
-    predicted_rgb = np.round(as_numpy(lab_to_rgb(predicted)) * 255) / 255
-    grey_rgb = np.round(as_numpy(grey_image(lightness)) * 255) / 255
-    true_np = as_numpy(true_rgb[None])
-    true_ab = as_numpy(lab[:, 1:])
-    model_scores = score_image(predicted_rgb, as_numpy(ab), true_np, true_ab)
-    grey_scores = score_image(grey_rgb, np.zeros_like(true_ab), true_np, true_ab)
-    return model_scores, grey_scores
+def score_image(predicted_rgb: np.ndarray, predicted_ab: np.ndarray, true_rgb: np.ndarray, true_ab: np.ndarray) -> dict:
+    """Metrics of ``(H, W, 3)`` RGB in [0, 1] and ``(H, W, 2)`` ab against the ground truth.
+
+    Returns ``PHOTO_METRICS``: PSNR (dB, inf when exact), SSIM, AuC of the ab error, the
+    colourfulness (Hasler & Suesstrunk) of prediction and truth, their ratio (nan for a grey
+    truth) and delta-CF = |CF - CF_truth|.
+    """
+    colour = metrics.colourfulness(predicted_rgb)
+    true_colour = metrics.colourfulness(true_rgb)
+    return {
+        "psnr": metrics.psnr(predicted_rgb, true_rgb),
+        "ssim": metrics.ssim(predicted_rgb, true_rgb),
+        "auc": metrics.ab_auc(predicted_ab, true_ab),
+        "colourfulness": colour,
+        "true_colourfulness": true_colour,
+        "colourfulness_ratio": colour / true_colour if true_colour > 0 else float("nan"),
+        "delta_cf": abs(colour - true_colour),
+    }
 
 
-def mean_scores(scores: list[ImageScores]) -> dict[str, float]:
-    """Mean of each metric over images (PSNR means skip infinities)."""
+def _hwc(image: torch.Tensor) -> np.ndarray:
+    return image.permute(1, 2, 0).double().numpy()
+
+
+def score_frames(variants: dict[str, Colorized], truth_rgb: torch.Tensor, clip: bool = False) -> dict[str, dict]:
+    """Scores of every variant against ``(T, 3, H, W)`` true RGB in [0, 1].
+
+    A photo (T = 1) gets ``PHOTO_METRICS``; a clip (``clip=True``) the mean of those over every
+    ``CLIP_SCORE_EVERY``-th frame plus ``CLIP_METRICS`` (TAE, and CDC beside the truth's CDC).
+    """
+    true_ab = torch.cat([rgb_to_lab(chunk.double()).float()[:, 1:] for chunk in truth_rgb.split(16)])
+    frames = range(0, len(truth_rgb), CLIP_SCORE_EVERY if clip else 1)
+    true_cdc = metrics.colour_distribution_consistency(truth_rgb.permute(0, 2, 3, 1).numpy()) if clip else None
+    scores = {}
+    for name, variant in variants.items():
+        rows = [
+            score_image(_hwc(variant.rgb[t]), _hwc(variant.ab[t]), _hwc(truth_rgb[t]), _hwc(true_ab[t])) for t in frames
+        ]
+        result = mean_scores(rows)
+        if clip:
+            result["tae"] = metrics.temporal_ab_error(
+                variant.ab.permute(0, 2, 3, 1).numpy(), true_ab.permute(0, 2, 3, 1).numpy()
+            )
+            result["cdc"] = metrics.colour_distribution_consistency(variant.rgb.permute(0, 2, 3, 1).numpy())
+            result["true_cdc"] = true_cdc
+        scores[name] = result
+    return scores
+
+
+def mean_scores(rows: list[dict]) -> dict[str, float]:
+    """Mean of each metric over rows, skipping non-finite values (an exact PSNR's inf, a grey
+    truth's nan ratio); inf when every value is inf, nan when none is finite."""
     out: dict[str, float] = {}
-    for name in ImageScores.__dataclass_fields__:
-        values = np.array([getattr(s, name) for s in scores], dtype=np.float64)
+    for key in rows[0]:
+        values = np.array([row[key] for row in rows], dtype=np.float64)
         finite = values[np.isfinite(values)]
-        out[name] = float(finite.mean()) if finite.size else float("inf")
+        if finite.size:
+            out[key] = float(finite.mean())
+        else:
+            out[key] = float("inf") if np.isposinf(values).all() else float("nan")
     return out
 
 
-def load_rgb(path) -> torch.Tensor:
-    """``(3, H, W)`` float RGB in [0, 1] of an image file (EXIF orientation applied)."""
-    from vidcolor.image import read_image
+def score_photo(colorizer: Colorizer, true_rgb: torch.Tensor, decodings: Iterable[str] | None = None) -> dict:
+    """Scores of a colour photo ``(3, H, W)`` in [0, 1]: ``{"grey": ..., decoding: ...}``.
 
-    return torch.from_numpy(read_image(path).rgb).permute(2, 0, 1).contiguous()
+    ``decodings`` default to the colorizer's own.
+    """
+    lab = rgb_to_lab(true_rgb[None].double()).float()
+    variants = colorize_variants(colorizer, decodings or [colorizer.decode.method], lab[:, :1])
+    return score_frames(variants, true_rgb[None].float())
 
 
-def evaluate_paths(colorizer: Colorizer, paths: list, progress=None) -> dict:
-    """Mean metrics over colour images, for the model and for the grey baseline.
+def evaluate_photos(
+    colorizer: Colorizer, photos: Iterable[torch.Tensor], progress: Callable[[], None] | None = None
+) -> dict:
+    """Mean scores over colour photos (``(3, H, W)`` in [0, 1]) for the colorizer's decoding and grey.
 
     Returns:
-        ``{"model": {...}, "grey": {...}, "images": N}`` with the keys of :class:`ImageScores`.
+        ``{"model": {...}, "grey": {...}, "images": N}``.
     """
-    model_scores, grey_scores = [], []
-    for path in paths:
-        ours, grey = colorize_and_score(colorizer, load_rgb(path))
-        model_scores.append(ours)
-        grey_scores.append(grey)
+    rows: dict[str, list[dict]] = {"model": [], GREY: []}
+    for photo in photos:
+        scores = score_photo(colorizer, photo)
+        rows["model"].append(scores[colorizer.decode.method])
+        rows[GREY].append(scores[GREY])
         if progress is not None:
             progress()
-    return {"model": mean_scores(model_scores), "grey": mean_scores(grey_scores), "images": len(paths)}
+    return {"model": mean_scores(rows["model"]), GREY: mean_scores(rows[GREY]), "images": len(rows[GREY])}
+
+
+def evaluate_paths(colorizer: Colorizer, paths: list[Path], progress: Callable[[], None] | None = None) -> dict:
+    """:func:`evaluate_photos` of image files (read at full resolution)."""
+    return evaluate_photos(colorizer, (load_rgb(path) for path in paths), progress)

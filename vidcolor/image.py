@@ -115,7 +115,6 @@ def colorize_picture(picture: Picture, colorizer: Colorizer) -> np.ndarray:
     """
     rgb = torch.from_numpy(picture.rgb).permute(2, 0, 1)[None]
     lightness = rgb_to_lab(rgb)[:, :1]
-    colorizer.reset_sequence()
     ab = colorizer.ab(lightness).cpu().float()
     out = lab_to_rgb(compose_lab(lightness, ab))
     return out[0].permute(1, 2, 0).numpy()

@@ -9,7 +9,8 @@ import torch
 
 from vidcolor.bins import ANNEAL_TEMPERATURE, ab_histogram
 from vidcolor.color import rgb_to_lab
-from vidcolor.colorizer import Colorizer, DecodeSettings, resolve_device
+from vidcolor.colorizer import Colorizer, resolve_device
+from vidcolor.decoding import DecodeSettings
 from vidcolor.errors import VidcolorError
 from vidcolor.models import load_model, model_card
 from vidcolor.mrf import MRFSettings

@@ -1,8 +1,10 @@
-"""``vidcolor eval``: colorize colour ground truth turned grey, measure it, and make a report.
+"""``vidcolor eval``: the report of colour ground truth turned grey and colorized.
 
 For every photo and clip, each decoding asked for and the grey baseline (a = b = 0) are
-scored against the original: PSNR, SSIM, AuC, colourfulness and its ratio to the truth, and
-for clips also TAE and CDC. The report folder gets ``metrics.json``, ``metrics.csv``,
+scored against the original by :mod:`vidcolor.evaluation` (the scoring path of training and
+the model card): PSNR, SSIM, AuC, colourfulness, its ratio to the truth's and delta-CF, and
+for clips also TAE and CDC beside the truth's CDC. This module only renders.
+The report folder gets ``metrics.json``, ``metrics.csv``,
 pictures (a contact sheet per photo; a side-by-side MP4 and a strip of frames per clip) and an
 ``index.html`` that shows them all and works opened from disk.
 """
@@ -13,7 +15,7 @@ import csv
 import html
 import json
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
@@ -24,15 +26,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from vidcolor import metrics
-from vidcolor.color import lab_to_rgb, rgb_to_lab
-from vidcolor.colorizer import Colorizer, upsample_ab
+from vidcolor.color import rgb_to_lab
+from vidcolor.colorizer import Colorizer
 from vidcolor.errors import VidcolorError
-from vidcolor.evaluation import grey_image, load_rgb, score_image
+from vidcolor.evaluation import CLIP_METRICS, PHOTO_METRICS, colorize_variants, load_rgb, mean_scores, score_frames
 from vidcolor.runner import expand_inputs, sniff_kind
 
 PANEL_HEIGHT = 192
-METRIC_NAMES = ("psnr", "ssim", "auc", "colourfulness", "colourfulness_ratio", "tae", "cdc")
+METRIC_NAMES = tuple(m for m in PHOTO_METRICS if m != "true_colourfulness") + CLIP_METRICS
 
 
 @dataclass
@@ -44,31 +45,6 @@ class ItemResult:
     scores: dict[str, dict[str, float]] = field(default_factory=dict)
     pictures: list[str] = field(default_factory=list)
     frames: int = 1
-
-
-def _to_numpy(image: torch.Tensor) -> np.ndarray:
-    return image.permute(1, 2, 0).double().numpy()
-
-
-def _quantise(rgb: torch.Tensor) -> torch.Tensor:
-    return torch.round(rgb.clamp(0, 1) * 255) / 255
-
-
-def _frame_scores(predicted: torch.Tensor, ab: torch.Tensor, truth: torch.Tensor, true_ab: torch.Tensor) -> dict:
-    """:func:`evaluation.score_image` of ``(3, H, W)`` / ``(2, H, W)`` tensors, plus the colourfulness ratio."""
-    scores = asdict(score_image(_to_numpy(predicted), _to_numpy(ab), _to_numpy(truth), _to_numpy(true_ab)))
-    true_colour = scores.pop("true_colourfulness")
-    scores["colourfulness_ratio"] = scores["colourfulness"] / true_colour if true_colour > 0 else float("nan")
-    return scores
-
-
-def _mean(rows: list[dict]) -> dict:
-    out = {}
-    for key in rows[0]:
-        values = np.array([row[key] for row in rows], dtype=np.float64)
-        finite = values[np.isfinite(values)]
-        out[key] = float(finite.mean()) if finite.size else (float("inf") if np.isinf(values).all() else float("nan"))
-    return out
 
 
 def _label(image: Image.Image, text: str) -> Image.Image:
@@ -96,41 +72,20 @@ def _row(panels: list[Image.Image]) -> Image.Image:
 
 
 class Evaluator:
-    """Runs every decoding on ground truth and writes the report pictures."""
+    """Scores every decoding on ground truth (through :mod:`vidcolor.evaluation`) and draws the pictures."""
 
     def __init__(self, colorizer: Colorizer, decodings: list[str], out: Path, max_frames: int) -> None:
-        self.colorizers = {
-            m: Colorizer(colorizer.model, colorizer.device, colorizer.size, replace(colorizer.decode, method=m))
-            for m in decodings
-        }
-        self.network = colorizer
+        self.colorizer = colorizer
+        self.decodings = decodings
         self.out = out
         self.max_frames = max_frames
 
-    def _colorize(self, lightness: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Full-resolution ab of every decoding for ``(B, 1, H, W)`` L (network run once)."""
-        for colorizer in self.colorizers.values():
-            colorizer.reset_sequence()
-        outputs: dict[str, list[torch.Tensor]] = {m: [] for m in self.colorizers}
-        for chunk in lightness.split(8):
-            logits = self.network.logits(chunk)
-            for method, colorizer in self.colorizers.items():
-                ab = colorizer.decode_output(logits, chunk)
-                outputs[method].append(upsample_ab(ab, tuple(chunk.shape[-2:])).cpu())
-        return {m: torch.cat(v) for m, v in outputs.items()}
-
     def photo(self, path: Path) -> ItemResult:
         truth = load_rgb(path)[None]
-        lab = rgb_to_lab(truth)
-        lightness, true_ab = lab[:, :1], lab[:, 1:]
-        result = ItemResult(path.name, "photo")
-        grey = _quantise(grey_image(lightness))
-        result.scores["grey"] = _frame_scores(grey[0], torch.zeros_like(true_ab[0]), truth[0], true_ab[0])
-        panels = [_panel(grey[0], "grey input")]
-        for method, ab in self._colorize(lightness).items():
-            predicted = _quantise(lab_to_rgb(torch.cat((lightness, ab), 1)))
-            result.scores[method] = _frame_scores(predicted[0], ab[0], truth[0], true_ab[0])
-            panels.append(_panel(predicted[0], method))
+        variants = colorize_variants(self.colorizer, self.decodings, rgb_to_lab(truth.double()).float()[:, :1])
+        result = ItemResult(path.name, "photo", scores=score_frames(variants, truth))
+        panels = [_panel(variants["grey"].rgb[0], "grey input")]
+        panels += [_panel(variants[m].rgb[0], m) for m in self.decodings]
         panels.append(_panel(truth[0], "ground truth"))
         picture = Path("photos") / f"{path.stem}.png"
         (self.out / picture).parent.mkdir(parents=True, exist_ok=True)
@@ -154,32 +109,11 @@ class Evaluator:
 
     def clip(self, path: Path) -> ItemResult:
         truth, rate = self._read_clip(path)
-        lab = torch.cat([rgb_to_lab(chunk) for chunk in truth.split(16)])
-        lightness, true_ab = lab[:, :1], lab[:, 1:]
-        result = ItemResult(path.name, "video", frames=len(truth))
-        grey = _quantise(grey_image(lightness))
-        variants = {"grey": (grey, torch.zeros_like(true_ab))}
-        for method, ab in self._colorize(lightness).items():
-            variants[method] = (
-                _quantise(
-                    torch.cat(
-                        [
-                            lab_to_rgb(torch.cat((li, a), 1))
-                            for li, a in zip(lightness.split(16), ab.split(16), strict=True)
-                        ]
-                    )
-                ),
-                ab,
-            )
-        true_np = true_ab.permute(0, 2, 3, 1).numpy()
-        for name, (rgb, ab) in variants.items():
-            rows = [_frame_scores(rgb[t], ab[t], truth[t], true_ab[t]) for t in range(0, len(truth), 5)]
-            scores = _mean(rows)
-            scores["tae"] = metrics.temporal_ab_error(ab.permute(0, 2, 3, 1).numpy(), true_np)
-            scores["cdc"] = metrics.colour_distribution_consistency(rgb.permute(0, 2, 3, 1).numpy())
-            result.scores[name] = scores
-        order = ["grey", *self.colorizers, "truth"]
-        streams = {**{k: v[0] for k, v in variants.items()}, "truth": truth}
+        lightness = torch.cat([rgb_to_lab(chunk.double()).float()[:, :1] for chunk in truth.split(16)])
+        variants = colorize_variants(self.colorizer, self.decodings, lightness, film=True)
+        result = ItemResult(path.name, "video", scores=score_frames(variants, truth, clip=True), frames=len(truth))
+        order = ["grey", *self.decodings, "truth"]
+        streams = {**{k: v.rgb for k, v in variants.items()}, "truth": truth}
         movie = Path("videos") / f"{path.stem}.mp4"
         (self.out / movie).parent.mkdir(parents=True, exist_ok=True)
         with av.open(str(self.out / movie), "w") as container:
@@ -212,13 +146,13 @@ def _format(value: float) -> str:
 
 
 def summarise(results: list[ItemResult]) -> dict[str, dict[str, dict[str, float]]]:
-    """Mean scores per kind (photo / video) and variant."""
+    """Mean scores per kind (photo / video) and variant (:func:`evaluation.mean_scores`)."""
     summary: dict[str, dict[str, dict[str, float]]] = {}
     for kind in ("photo", "video"):
         items = [r for r in results if r.kind == kind]
         if not items:
             continue
-        summary[kind] = {variant: _mean([r.scores[variant] for r in items]) for variant in items[0].scores}
+        summary[kind] = {variant: mean_scores([r.scores[variant] for r in items]) for variant in items[0].scores}
     return summary
 
 

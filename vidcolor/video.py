@@ -33,6 +33,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from vidcolor.chroma import chroma_planes
 from vidcolor.colorizer import Colorizer
+from vidcolor.decoding import FilmState
 from vidcolor.errors import VidcolorError
 
 # How many items may wait between two stages (frames and copied packets).
@@ -454,8 +455,8 @@ class _Writer:
             self.failure.record(error)
 
 
-def make_chroma_function(colorizer: Colorizer, full_range: bool, matrix: str) -> Callable:
-    """A function from a list of yuv420p frames to their new (U, V) planes (uint8 NumPy)."""
+def make_chroma_function(colorizer: Colorizer, state: FilmState | None, full_range: bool, matrix: str) -> Callable:
+    """A function from a list of yuv420p frames (in film order) to their new (U, V) planes (uint8 NumPy)."""
     pin = colorizer.device.type == "cuda"
 
     def colorize_chroma(frames: list[av.VideoFrame]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -465,7 +466,7 @@ def make_chroma_function(colorizer: Colorizer, full_range: bool, matrix: str) ->
         if pin:
             tensor = tensor.pin_memory()
         tensor = tensor.to(colorizer.device, non_blocking=True)
-        u, v = chroma_planes(tensor, colorizer, full_range=full_range, matrix=matrix)
+        u, v = chroma_planes(tensor, colorizer, state, full_range=full_range, matrix=matrix)
         u, v = u.cpu().numpy(), v.cpu().numpy()
         return [(u[i], v[i]) for i in range(len(frames))]
 
@@ -561,8 +562,8 @@ def colorize_video(
 
         reader = _Reader(inp, film, plans, read_queue, failure)
         writer = _Writer(out, video_out, plans, batch_queue, failure, on_frame)
-        colorizer.reset_sequence()
-        chroma = make_chroma_function(colorizer, full_range, matrix)
+        state = FilmState() if colorizer.decode.temporal else None
+        chroma = make_chroma_function(colorizer, state, full_range, matrix)
         threads = [
             threading.Thread(target=reader.run, name="vidcolor-read", daemon=True),
             threading.Thread(
@@ -611,9 +612,9 @@ def colorize_video(
         elapsed = time.perf_counter() - started
         for notice in notices:
             console.print(f"{source}: {notice}", highlight=False)
-        events = f"; {colorizer.cuts} scene cut(s)" if colorizer.decode.temporal and colorizer.cuts else ""
+        events = f"; {state.cuts} scene cut(s)" if state is not None and state.cuts else ""
         if reader.decode_errors or reader.repeated:
-            events = (
+            events += (
                 f"; {reader.decode_errors} undecodable packet(s), {reader.repeated} frame(s) repeated to keep timing"
             )
         return (

@@ -21,9 +21,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from vidcolor.bins import ab_histogram, data_bins, empirical_prior, gamut_bins, rebalance_weights
 from vidcolor.color import normalize_lightness, rgb_to_lab
-from vidcolor.colorizer import Colorizer, DecodeSettings
+from vidcolor.colorizer import Colorizer
+from vidcolor.decoding import DecodeSettings
 from vidcolor.errors import VidcolorError
-from vidcolor.evaluation import colorize_and_score, mean_scores
+from vidcolor.evaluation import evaluate_photos
 from vidcolor.models import TRAINABLE, ColorNet, build_model, load_model, save_model
 from vidcolor.models.lite0_unet import Lite0UNet, load_imagenet_encoder
 from vidcolor.train.data import (
@@ -111,13 +112,9 @@ def _atomic_save(obj: dict, path: Path) -> None:
 
 
 def _validate(model: ColorNet, val_images: torch.Tensor, device: torch.device, size: int) -> dict:
+    """Scores of the mean decoding on ``(N, 3, S, S)`` uint8 photos: ``{"model", "grey", "images"}``."""
     colorizer = Colorizer(model, device=device, size=size, decode=DecodeSettings(method="mean", temporal=False))
-    model_scores, grey_scores = [], []
-    for image in val_images:
-        ours, grey = colorize_and_score(colorizer, image.float() / 255.0)
-        model_scores.append(ours)
-        grey_scores.append(grey)
-    return {"model": mean_scores(model_scores), "grey": mean_scores(grey_scores)}
+    return evaluate_photos(colorizer, (image.float() / 255.0 for image in val_images))
 
 
 def _load_training_images(config: TrainConfig, console: Console):
