@@ -179,7 +179,7 @@ def test_decodings_and_size_options(tmp_path):
         outputs[method] = np.asarray(Image.open(target), dtype=np.float64)
     assert not np.array_equal(outputs["mean"], outputs["mode"])
     bad = run_cli(str(photo), "-o", str(tmp_path / "x.png"), "--size", "100")
-    assert bad.returncode == 1 and "multiple of 16" in bad.stderr
+    assert bad.returncode == 1 and "multiple of 32" in bad.stderr  # the default lite0-unet
 
 
 def test_read_image_matches_pillow_for_plain_rgb(tmp_path):

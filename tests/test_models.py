@@ -7,7 +7,17 @@ import pytest
 import torch
 
 from vidcolor.errors import VidcolorError
-from vidcolor.models import ECCV16, SIGGRAPH17, VidNet, VidNetConfig, build_model, load_model, model_card, save_model
+from vidcolor.models import (
+    ECCV16,
+    SIGGRAPH17,
+    Lite0UNet,
+    VidNet,
+    VidNetConfig,
+    build_model,
+    load_model,
+    model_card,
+    save_model,
+)
 
 BN = "bn"
 
@@ -189,8 +199,8 @@ def test_vidnet_shapes_for_both_losses():
 def test_shipped_default_model_and_card():
     model = load_model()
     card = model_card()
-    assert isinstance(model, VidNet) and model.kind == "classification"
-    assert len(model.bins) == card["bins"]["count"]
+    assert isinstance(model, Lite0UNet) and model.kind == "classification"
+    assert card["architecture"] == model.architecture and len(model.bins) == card["bins"]["count"]
     size = (Path(__file__).parent.parent / "vidcolor" / "weights" / "default.safetensors").stat().st_size
     assert size < 10 * 2**20
     for field in ("command", "steps", "epochs", "data", "metrics", "default_decoding"):

@@ -55,7 +55,11 @@ def model_options(function):
             help="'default', or a weight file (.safetensors, or Zhang et al.'s eccv16/siggraph17 .pth).",
         ),
         click.option(
-            "--size", default=256, show_default=True, type=int, help="Network input side in pixels (multiple of 16)."
+            "--size",
+            default=256,
+            show_default=True,
+            type=int,
+            help="Network input side in pixels (multiple of 32 for the default model, 16 for vidnet).",
         ),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
         click.option(
@@ -322,6 +326,11 @@ def train(
     help="Decodings to compare (repeat the option); default: the model card's.",
 )
 @click.option("--max-frames", default=150, show_default=True, type=int, help="Frames read from each clip.")
+@click.option(
+    "--held-out",
+    type=click.FloatRange(0, 0.9, min_open=True),
+    help="Score only the files `vidcolor train --hold-out FRACTION` kept out of training.",
+)
 @click.option("--no-temporal", is_flag=True, help="Decode clip frames independently.")
 @click.option("--quiet", "-q", is_flag=True)
 def evaluate(
@@ -333,6 +342,7 @@ def evaluate(
     temperature: float | None,
     decodings: tuple[str, ...],
     max_frames: int,
+    held_out: float | None,
     no_temporal: bool,
     quiet: bool,
 ) -> None:
@@ -349,7 +359,7 @@ def evaluate(
         click.echo(f"vidcolor: error: {error}", err=True)
         sys.exit(1)
     chosen = list(dict.fromkeys(decodings)) or [colorizer.decode.method]
-    failures = run_eval(list(inputs), output, colorizer, chosen, max_frames, quiet, model_name=model)
+    failures = run_eval(list(inputs), output, colorizer, chosen, max_frames, quiet, model_name=model, held_out=held_out)
     sys.exit(1 if failures else 0)
 
 

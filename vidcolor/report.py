@@ -31,6 +31,7 @@ from vidcolor.colorizer import Colorizer
 from vidcolor.errors import VidcolorError
 from vidcolor.evaluation import CLIP_METRICS, PHOTO_METRICS, colorize_variants, load_rgb, mean_scores, score_frames
 from vidcolor.runner import expand_inputs, sniff_kind
+from vidcolor.train.data import is_held_out
 
 PANEL_HEIGHT = 192
 METRIC_NAMES = tuple(m for m in PHOTO_METRICS if m != "true_colourfulness") + CLIP_METRICS
@@ -233,8 +234,10 @@ def run_eval(
     max_frames: int,
     quiet: bool,
     model_name: str = "default",
+    held_out: float | None = None,
 ) -> int:
-    """Evaluate every input; returns the number of failures."""
+    """Evaluate every input (with ``held_out``, only the files training's ``--hold-out`` kept out);
+    returns the number of failures."""
     console = Console(stderr=True, soft_wrap=True)
     failures = 0
 
@@ -244,6 +247,8 @@ def run_eval(
         console.print(f"[red]vidcolor: error:[/red] {message}", highlight=False)
 
     files = expand_inputs(inputs, recursive=True, report=report)
+    if held_out:
+        files = [f for f in files if is_held_out(f, held_out)]
     out.mkdir(parents=True, exist_ok=True)
     evaluator = Evaluator(colorizer, decodings, out, max_frames)
     results: list[ItemResult] = []
@@ -271,6 +276,7 @@ def run_eval(
         "size": colorizer.size,
         "model": model_name,
         "max_frames": max_frames,
+        "held_out": held_out,
     }
     summary = write_report(results, out, settings)
     print_summary(summary, Console(soft_wrap=True))

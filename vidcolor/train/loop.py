@@ -40,6 +40,9 @@ from vidcolor.train.data import (
 )
 from vidcolor.train.losses import ab_mse, rebalanced_cross_entropy
 
+# Validation, and so the choice of the exported weights, uses the mean decoding (the best PSNR of
+# the decodings measured with benchmarks/tune_decoding.py); the card recommends it.
+VALIDATION_DECODING = DecodeSettings(method="mean", temperature=1.0, temporal=False)
 CHECKPOINT_NAME = "checkpoint.pt"
 MODEL_NAME = "model.safetensors"
 
@@ -113,7 +116,7 @@ def _atomic_save(obj: dict, path: Path) -> None:
 
 def _validate(model: ColorNet, val_images: torch.Tensor, device: torch.device, size: int) -> dict:
     """Scores of the mean decoding on ``(N, 3, S, S)`` uint8 photos: ``{"model", "grey", "images"}``."""
-    colorizer = Colorizer(model, device=device, size=size, decode=DecodeSettings(method="mean", temporal=False))
+    colorizer = Colorizer(model, device=device, size=size, decode=VALIDATION_DECODING)
     return evaluate_photos(colorizer, (image.float() / 255.0 for image in val_images))
 
 
@@ -326,7 +329,7 @@ def train(config: TrainConfig, resume: bool = False, console: Console | None = N
             },
             "loss": config.loss,
             "rebalance_lambda": config.rebalance_lambda,
-            "default_decoding": asdict(DecodeSettings()),
+            "default_decoding": {"method": VALIDATION_DECODING.method, "temperature": VALIDATION_DECODING.temperature},
             "data": {
                 "train": config.data,
                 "train_images": len(image_set.paths),

@@ -1,0 +1,88 @@
+"""Choose a model's default decoding by measurement: mean, and the annealed mean over temperatures.
+
+    python benchmarks/tune_decoding.py MODEL.safetensors [--photos DIR] [--clips] [--temperatures 0.3,0.38,...]
+
+Scores every decoding on the photos (full resolution; default ../shared/data/val) and, with
+``--clips``, on the colour clips of ../shared/data/video turned grey (first 60 frames, temporal
+blend on), through vidcolor.evaluation (the path of ``vidcolor eval`` and the model card). Prints,
+per decoding, PSNR against grey, AuC and the colourfulness ratio (targets: PSNR >= grey + 0.2 dB,
+ratio 0.7-1.2 on photos; within 1.5 dB of grey and ratio <= 1.4 on clips).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.bench_mrf import clip_frames  # noqa: E402
+from vidcolor.color import rgb_to_lab  # noqa: E402
+from vidcolor.colorizer import Colorizer  # noqa: E402
+from vidcolor.decoding import DecodeSettings  # noqa: E402
+from vidcolor.evaluation import colorize_variants, load_rgb, mean_scores, score_frames  # noqa: E402
+from vidcolor.models import load_model  # noqa: E402
+from vidcolor.train.data import find_images  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def decodings(temperatures: list[float]) -> dict[str, DecodeSettings]:
+    out = {"mean": DecodeSettings("mean")}
+    out.update({f"annealed T={t:g}": DecodeSettings("annealed", temperature=t) for t in temperatures})
+    return out
+
+
+def score(model, settings: dict[str, DecodeSettings], items: list[tuple[torch.Tensor, bool]]) -> dict:
+    """Mean scores per decoding (and grey) over ``(T, 3, H, W)`` frames, each a clip or a photo."""
+    rows: dict[str, list[dict]] = {name: [] for name in ["grey", *settings]}
+    for frames, clip in items:
+        lightness = torch.cat([rgb_to_lab(c.double()).float()[:, :1] for c in frames.split(16)])
+        for name, decode in settings.items():
+            colorizer = Colorizer(model, "cpu", 256, decode)
+            scores = score_frames(colorize_variants(colorizer, [decode.method], lightness, film=clip), frames, clip)
+            rows[name].append(scores[decode.method])
+        rows["grey"].append(scores["grey"])
+    return {name: mean_scores(r) for name, r in rows.items()}
+
+
+def show(title: str, table: dict) -> None:
+    grey = table["grey"]["psnr"]
+    print(title)
+    for name, row in table.items():
+        print(
+            f"  {name:<16} PSNR {row['psnr']:6.2f} ({row['psnr'] - grey:+.2f} vs grey)  AuC {row['auc']:.4f}  "
+            f"colourfulness {row['colourfulness']:5.1f} (ratio {row['colourfulness_ratio']:.2f})"
+            + (f"  TAE {row['tae']:.3f}" if "tae" in row else "")
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", type=Path)
+    parser.add_argument("--photos", type=Path, default=SHARED / "val")
+    parser.add_argument("--clips", action="store_true")
+    parser.add_argument("--temperatures", default="0.3,0.38,0.5,0.7")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    model = load_model(args.model)
+    settings = decodings([float(t) for t in args.temperatures.split(",")])
+    photos = [(load_rgb(p)[None], False) for p in find_images([args.photos])]
+    figures = {"photos": score(model, settings, photos)}
+    show(f"photos ({args.photos}, {len(photos)}):", figures["photos"])
+    if args.clips:
+        clips = [c for c in sorted(SHARED.glob("video/*.mp4")) if "bw" not in c.name]
+        figures["clips"] = score(model, settings, [(clip_frames(c, 60), True) for c in clips])
+        show(f"colour clips ({len(clips)}, first 60 frames):", figures["clips"])
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
