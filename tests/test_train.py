@@ -1,5 +1,6 @@
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -223,3 +224,29 @@ def test_train_rejects_a_partial_weighting(image_folders, tmp_path):
         main, ["train", f"{train}=1", str(train / "sub"), "--out", str(tmp_path / "x"), "--steps", "1", "--size", "64"]
     )
     assert result.exit_code != 0 and "every training folder a weight" in result.output
+
+
+@pytest.mark.parametrize("damage", ["junk", "half"])
+def test_resume_from_a_damaged_checkpoint_is_a_one_line_error(image_folders, tmp_path, damage):
+    train, _ = image_folders
+    out = tmp_path / "run"
+    common = ["train", str(train), "--out", str(out), "--arch", "vidnet", "--size", "32", "--batch-size", "2"]
+    assert CliRunner().invoke(main, [*common, "--steps", "1"]).exit_code == 0
+    checkpoint = out / "checkpoint.pt"
+    data = checkpoint.read_bytes()
+    checkpoint.write_bytes(os.urandom(4096) if damage == "junk" else data[: len(data) // 2])
+    result = CliRunner().invoke(main, [*common, "--steps", "2", "--resume"])
+    assert result.exit_code not in (0, None) and not isinstance(result.exception, (IndexError, RuntimeError))
+    assert "not a readable checkpoint" in str(result.exception) and str(checkpoint) in str(result.exception)
+
+
+def test_a_folder_of_grey_photos_is_named_in_the_error(tmp_path):
+    grey = tmp_path / "greys"
+    grey.mkdir()
+    for i in range(2):
+        Image.fromarray(np.full((64, 64, 3), 90 + i, np.uint8)).save(grey / f"g{i}.png")
+    result = CliRunner().invoke(
+        main, ["train", str(grey), "--out", str(tmp_path / "o"), "--size", "32", "--steps", "1"]
+    )
+    assert result.exit_code not in (0, None)
+    assert str(grey) in str(result.exception) and "2 near-grey" in str(result.exception)

@@ -52,7 +52,10 @@ class Colorizer:
         if size < multiple or size % multiple:
             raise VidcolorError(f"--size must be a positive multiple of {multiple} for this model, got {size}")
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        # channels_last on the CPU: 1.36-1.40x the frames/s of the default model at batch 8 (oneDNN's
+        # native layout; measured on 2 threads, 256 px). The weights are the same, only their layout.
+        self.memory_format = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
+        self.model = model.to(self.device, memory_format=self.memory_format).eval()
         self.size = size
         self.decode = decode or DecodeSettings()
         self.decoder = Decoder(self.decode, model.bins, model.kind, self.device)
@@ -80,7 +83,7 @@ class Colorizer:
                 lightness, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False
             )
         with self._autocast():
-            out = self.model(normalize_lightness(lightness))
+            out = self.model(normalize_lightness(lightness).contiguous(memory_format=self.memory_format))
         return out.float()
 
     @torch.inference_mode()
