@@ -196,6 +196,7 @@ def test_train_lite0_unet_exports_the_weight_average_and_continues_from_it(image
     assert checkpoint["ema"] is not None and checkpoint["config"]["arch"] == "lite0-unet"
     exported = load_model(out / "model.safetensors")
     assert isinstance(exported, Lite0UNet)
+    assert sorted(p.name for p in (out / "snapshots").glob("*.safetensors")) == ["step-0000002.safetensors"]
     # the exported weights are the average's, not the last step's
     average = {k.removeprefix("module."): v for k, v in checkpoint["ema"].items()}
     key = "head.weight"

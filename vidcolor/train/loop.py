@@ -45,6 +45,7 @@ from vidcolor.train.losses import ab_mse, rebalanced_cross_entropy
 VALIDATION_DECODING = DecodeSettings(method="mean", temperature=1.0, temporal=False)
 CHECKPOINT_NAME = "checkpoint.pt"
 MODEL_NAME = "model.safetensors"
+SNAPSHOTS = "snapshots"  # the weight average at every validation, OUT/snapshots/step-NNNNNNN.safetensors
 
 
 @dataclass
@@ -317,7 +318,7 @@ def train(config: TrainConfig, resume: bool = False, console: Console | None = N
             checkpoint_path,
         )
 
-    def export(metrics: dict | None, epoch: float) -> None:
+    def export(metrics: dict | None, epoch: float, path: Path = out / MODEL_NAME) -> None:
         network = shipped()
         card = {
             "architecture": config.arch,
@@ -346,8 +347,8 @@ def train(config: TrainConfig, resume: bool = False, console: Console | None = N
             "ema": config.ema,
             "validation_at_256px": metrics,
         }
-        save_model(network, out / MODEL_NAME, extra={"card": card})
-        (out / "model.json").write_text(json.dumps(card, indent=2) + "\n")
+        save_model(network, path, extra={"card": card})
+        path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
 
     model.train()
     window_loss, window_images, window_start = torch.zeros((), device=device), 0, time.perf_counter()
@@ -401,12 +402,15 @@ def train(config: TrainConfig, resume: bool = False, console: Console | None = N
                     f"(grey {result['grey']['psnr']:.2f}) AuC {scores['auc']:.4f} (grey {result['grey']['auc']:.4f}) "
                     f"colourfulness {scores['colourfulness']:.1f} (truth {scores['true_colourfulness']:.1f})"
                 )
+                network.eval()
+                # every validated state is kept, so that a trade-off other than the best PSNR can be chosen later
+                (out / SNAPSHOTS).mkdir(exist_ok=True)
+                export(result, step / per_epoch, out / SNAPSHOTS / f"step-{step:07d}.safetensors")
                 if scores["psnr"] > best["psnr"]:
                     best = {"psnr": scores["psnr"], "metrics": result, "step": step}
-                    network.eval()
                     export(result, step / per_epoch)
-                    network.train()
                     console.print(f"exported {out / MODEL_NAME} (best so far)")
+                network.train()
                 save_checkpoint()
             if out_of_time:
                 console.print(f"time limit of {config.max_minutes} minutes reached at step {step}")
