@@ -41,13 +41,12 @@ def decodings(temperatures: list[float]) -> dict[str, DecodeSettings]:
 def score(model, settings: dict[str, DecodeSettings], items: list[tuple[torch.Tensor, bool]]) -> dict:
     """Mean scores per decoding (and grey) over ``(T, 3, H, W)`` frames, each a clip or a photo."""
     rows: dict[str, list[dict]] = {name: [] for name in ["grey", *settings]}
+    colorizer = Colorizer(model, "cpu", 256)
     for frames, clip in items:
         lightness = torch.cat([rgb_to_lab(c.double()).float()[:, :1] for c in frames.split(16)])
-        for name, decode in settings.items():
-            colorizer = Colorizer(model, "cpu", 256, decode)
-            scores = score_frames(colorize_variants(colorizer, [decode.method], lightness, film=clip), frames, clip)
-            rows[name].append(scores[decode.method])
-        rows["grey"].append(scores["grey"])
+        scores = score_frames(colorize_variants(colorizer, settings, lightness, film=clip), frames, clip)
+        for name, row in scores.items():
+            rows[name].append(row)
     return {name: mean_scores(r) for name, r in rows.items()}
 
 

@@ -140,16 +140,17 @@ class Decoder:
         else:  # the whole batch on the device, then one transfer
             probs = list(channel_marginals(logits, self.bins).cpu().numpy())
         ab = []
-        for frame_probs, lightness in zip(probs, small[:, 0], strict=True):
+        # the MRF runs on the host: the batch's lightness crosses once, and the state keeps host tensors
+        for frame_probs, lightness in zip(probs, small[:, 0].cpu(), strict=True):
             if self.channel_reference is not None:
                 frame_probs = np.stack(
                     [histogram_transfer(p, h) for p, h in zip(frame_probs, self.channel_reference, strict=True)]
                 )
             linked = self._linked(lightness, state)
-            light = lightness.cpu().numpy()
             use_previous = linked is not None and bool(linked)
-            previous_light = state.previous_lightness.cpu().numpy() if use_previous else None
-            q = refine(frame_probs, light, self.settings.mrf, state.previous if use_previous else None, previous_light)
+            previous_light = state.previous_lightness.numpy() if use_previous else None
+            previous = state.previous if use_previous else None
+            q = refine(frame_probs, lightness.numpy(), self.settings.mrf, previous, previous_light)
             if state is not None:
                 state.previous, state.previous_lightness = q, lightness
             ab.append(mode_values(q))

@@ -10,7 +10,7 @@ baseline (a = b = 0) is scored as the variant ``"grey"``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -20,7 +20,7 @@ import torch
 from vidcolor import metrics
 from vidcolor.color import compose_lab, lab_to_rgb, lightness_to_luma, rgb_to_lab
 from vidcolor.colorizer import Colorizer, upsample_ab
-from vidcolor.decoding import Decoder, FilmState
+from vidcolor.decoding import Decoder, DecodeSettings, FilmState
 from vidcolor.image import read_image
 
 PHOTO_METRICS = ("psnr", "ssim", "auc", "colourfulness", "true_colourfulness", "colourfulness_ratio", "delta_cf")
@@ -55,21 +55,25 @@ def load_rgb(path: Path) -> torch.Tensor:
 
 
 def colorize_variants(
-    colorizer: Colorizer, decodings: Iterable[str], lightness: torch.Tensor, film: bool = False
+    colorizer: Colorizer,
+    decodings: Iterable[str] | Mapping[str, DecodeSettings],
+    lightness: torch.Tensor,
+    film: bool = False,
 ) -> dict[str, Colorized]:
     """The grey baseline and each decoding of ``(T, 1, H, W)`` L in [0, 100] (network run once).
 
+    ``decodings``: method names (the colorizer's settings with that method), or named settings.
+
     ``film``: the frames are consecutive frames of one clip, linked by a fresh
-    :class:`FilmState` per decoding when the colorizer's settings are temporal; otherwise every
+    :class:`FilmState` per decoding when its settings are temporal; otherwise every
     frame is colorized on its own, so a photo's colours never depend on what came before.
     Returns ``{"grey": ..., decoding: ...}`` in that order.
     """
-    decoders = {
-        m: Decoder(replace(colorizer.decode, method=m), colorizer.model.bins, colorizer.model.kind, colorizer.device)
-        for m in decodings
-    }
-    temporal = film and colorizer.decode.temporal
-    states = {m: FilmState() if temporal else None for m in decoders}
+    if not isinstance(decodings, Mapping):
+        decodings = {m: replace(colorizer.decode, method=m) for m in decodings}
+    model = colorizer.model
+    decoders = {name: Decoder(s, model.bins, model.kind, colorizer.device) for name, s in decodings.items()}
+    states = {name: FilmState() if film and s.temporal else None for name, s in decodings.items()}
     ab: dict[str, list[torch.Tensor]] = {m: [] for m in decoders}
     for chunk in lightness.split(NETWORK_BATCH):
         logits = colorizer.logits(chunk)

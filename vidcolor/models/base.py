@@ -2,8 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, fields
+
 import torch
 from torch import nn
+
+
+class NetConfig:
+    """Mixin for a frozen dataclass that configures a network: to and from JSON-ready dicts.
+
+    Tuples are stored as lists; keys a dict lacks keep their defaults, unknown keys are ignored.
+    """
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        values = {}
+        for spec in fields(cls):
+            if spec.name in data:
+                kind = tuple if isinstance(spec.default, tuple) else type(spec.default)
+                values[spec.name] = kind(data[spec.name])
+        return cls(**values)
 
 
 class ColorNet(nn.Module):

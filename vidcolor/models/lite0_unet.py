@@ -16,7 +16,7 @@ to ab (regression) at 1/4 of the input resolution.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -25,7 +25,7 @@ from torch.nn import functional
 
 from vidcolor.color import AB_NORM, L_CENTER, L_NORM, lightness_to_luma
 from vidcolor.errors import VidcolorError
-from vidcolor.models.base import ColorNet
+from vidcolor.models.base import ColorNet, NetConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -38,23 +38,12 @@ BN_MOMENTUM = 0.01
 
 
 @dataclass(frozen=True)
-class Lite0UNetConfig:
+class Lite0UNetConfig(NetConfig):
     """Shape of a lite0-unet: decoder widths at 1/16, 1/8 and 1/4 resolution."""
 
     decoder_widths: tuple[int, int, int] = (160, 96, 64)
     kind: str = "classification"
     num_bins: int = 261
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "decoder_widths": list(self.decoder_widths)}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Lite0UNetConfig:
-        return cls(
-            decoder_widths=tuple(data.get("decoder_widths", cls.decoder_widths)),
-            kind=str(data.get("kind", cls.kind)),
-            num_bins=int(data.get("num_bins", cls.num_bins)),
-        )
 
 
 def _bn(channels: int) -> nn.BatchNorm2d:

@@ -103,9 +103,7 @@ def _load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: 
 def _from_description(architecture: str, config: dict, bins, state: dict, source: Path) -> ColorNet:
     try:
         model = build_model(architecture, config, bins)
-    except ValueError as error:
-        raise VidcolorError(f"{source}: {error}") from None
-    except VidcolorError as error:
+    except (ValueError, VidcolorError) as error:
         raise VidcolorError(f"{source}: {error}") from None
     _load_state(model, state, source)
     return model

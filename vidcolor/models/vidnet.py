@@ -8,34 +8,22 @@ ending in a 1x1 convolution to Q bin logits (classification) or to ab (regressio
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from vidcolor.models.base import ColorNet
+from vidcolor.models.base import ColorNet, NetConfig
 
 
 @dataclass(frozen=True)
-class VidNetConfig:
+class VidNetConfig(NetConfig):
     """Shape of a vidnet: channel widths at 1/2, 1/4, 1/8 and 1/16 resolution."""
 
     widths: tuple[int, int, int, int] = (32, 64, 128, 256)
     context_blocks: int = 3
     kind: str = "classification"
     num_bins: int = 261
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "widths": list(self.widths)}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> VidNetConfig:
-        return cls(
-            widths=tuple(data.get("widths", cls.widths)),
-            context_blocks=int(data.get("context_blocks", cls.context_blocks)),
-            kind=str(data.get("kind", cls.kind)),
-            num_bins=int(data.get("num_bins", cls.num_bins)),
-        )
 
 
 def _conv(c_in: int, c_out: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
