@@ -33,6 +33,7 @@ _WHITE = torch.tensor([0.95047, 1.0, 1.08883], dtype=torch.float64)
 _EPSILON = 0.008856  # (6/29)^3
 _KAPPA = 7.787  # (29/6)^2 / 3
 _F_OFFSET = 16.0 / 116.0
+_F_KNEE = 6.0 / 29.0  # f at the (6/29)^3 knee
 
 
 def _check_channels(image: torch.Tensor, name: str) -> None:
@@ -52,8 +53,36 @@ def _channel_vector(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return values.to(device=like.device, dtype=like.dtype).view(3, 1, 1)
 
 
+def srgb_to_linear(value: torch.Tensor) -> torch.Tensor:
+    """Undo the sRGB companding: gamma-encoded values in [0, 1] -> linear light in [0, 1]."""
+    return torch.where(value > 0.04045, ((value + 0.055) / 1.055).clamp_min(0) ** 2.4, value / 12.92)
+
+
+def linear_to_srgb(linear: torch.Tensor) -> torch.Tensor:
+    """Apply the sRGB companding: linear light -> gamma-encoded values (not clipped)."""
+    return torch.where(linear > 0.0031308, 1.055 * linear.clamp_min(0.0031308) ** (1.0 / 2.4) - 0.055, linear * 12.92)
+
+
+def _lab_f(t: torch.Tensor) -> torch.Tensor:
+    """CIELAB's compander f(t): cube root above (6/29)^3, linear below."""
+    return torch.where(t > _EPSILON, t.clamp_min(_EPSILON) ** (1.0 / 3.0), _KAPPA * t + _F_OFFSET)
+
+
+def _lab_f_inverse(f: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`_lab_f`."""
+    return torch.where(f > _F_KNEE, f**3, (f - _F_OFFSET) / _KAPPA)
+
+
+def _lightness_from_f(fy: torch.Tensor) -> torch.Tensor:
+    return 116.0 * fy - 16.0
+
+
+def _f_from_lightness(lightness: torch.Tensor) -> torch.Tensor:
+    return (lightness + 16.0) / 116.0
+
+
 def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
-    """Convert sRGB to CIE Lab.
+    """Convert sRGB to CIE Lab: linearise, to XYZ relative to white, compand, take differences.
 
     Args:
         rgb: ``(*, 3, H, W)`` float tensor, sRGB in [0, 1].
@@ -64,18 +93,13 @@ def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     _check_channels(rgb, "rgb")
     if not rgb.is_floating_point():
         raise TypeError("rgb must be a floating-point tensor in [0, 1]")
-    linear = torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055).clamp_min(0) ** 2.4, rgb / 12.92)
-    xyz = _mix(_XYZ_FROM_RGB, linear) / _channel_vector(_WHITE, rgb)
-    f = torch.where(xyz > _EPSILON, xyz.clamp_min(_EPSILON) ** (1.0 / 3.0), _KAPPA * xyz + _F_OFFSET)
-    fx, fy, fz = f.unbind(dim=-3)
-    lightness = 116.0 * fy - 16.0
-    a = 500.0 * (fx - fy)
-    b = 200.0 * (fy - fz)
-    return torch.stack((lightness, a, b), dim=-3)
+    xyz = _mix(_XYZ_FROM_RGB, srgb_to_linear(rgb)) / _channel_vector(_WHITE, rgb)
+    fx, fy, fz = _lab_f(xyz).unbind(dim=-3)
+    return torch.stack((_lightness_from_f(fy), 500.0 * (fx - fy), 200.0 * (fy - fz)), dim=-3)
 
 
 def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
-    """Convert CIE Lab to sRGB, clipped to the displayable range.
+    """Convert CIE Lab to sRGB, clipped to the displayable range (the steps of :func:`rgb_to_lab` reversed).
 
     Args:
         lab: ``(*, 3, H, W)`` float tensor: L in [0, 100], a, b in about [-128, 127].
@@ -84,40 +108,29 @@ def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
     """
     _check_channels(lab, "lab")
     lightness, a, b = lab.unbind(dim=-3)
-    fy = (lightness + 16.0) / 116.0
-    fx = fy + a / 500.0
-    fz = (fy - b / 200.0).clamp_min(0.0)
-    f = torch.stack((fx, fy, fz), dim=-3)
-    xyz = torch.where(f > 0.2068966, f**3, (f - _F_OFFSET) / _KAPPA)
-    xyz = xyz * _channel_vector(_WHITE, lab)
-    linear = _mix(_RGB_FROM_XYZ, xyz)
-    rgb = torch.where(linear > 0.0031308, 1.055 * linear.clamp_min(0.0031308) ** (1.0 / 2.4) - 0.055, linear * 12.92)
-    return rgb.clamp(0.0, 1.0)
+    fy = _f_from_lightness(lightness)
+    f = torch.stack((fy + a / 500.0, fy, (fy - b / 200.0).clamp_min(0.0)), dim=-3)
+    xyz = _lab_f_inverse(f) * _channel_vector(_WHITE, lab)
+    return linear_to_srgb(_mix(_RGB_FROM_XYZ, xyz)).clamp(0.0, 1.0)
 
 
 def luma_to_lightness(luma: torch.Tensor) -> torch.Tensor:
     """Lightness L of a grey image given by its (gamma-encoded) grey level.
 
-    A grey sRGB pixel (v, v, v) has L = 116 f(Y) - 16 with Y the linearised v, so the
-    grey level of a black-and-white frame maps exactly to L.
+    A grey sRGB pixel (v, v, v) has Y equal to the linearised v, so the grey level of a
+    black-and-white frame maps exactly to L = 116 f(Y) - 16.
 
     Args:
         luma: ``(*, 1, H, W)`` grey level in [0, 1].
     Returns:
         ``(*, 1, H, W)`` L in [0, 100].
     """
-    linear = torch.where(luma > 0.04045, ((luma + 0.055) / 1.055).clamp_min(0) ** 2.4, luma / 12.92)
-    f = torch.where(linear > _EPSILON, linear.clamp_min(_EPSILON) ** (1.0 / 3.0), _KAPPA * linear + _F_OFFSET)
-    return 116.0 * f - 16.0
+    return _lightness_from_f(_lab_f(srgb_to_linear(luma)))
 
 
 def lightness_to_luma(lightness: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`luma_to_lightness`: grey level in [0, 1] of L in [0, 100]."""
-    f = (lightness + 16.0) / 116.0
-    linear = torch.where(f > 0.2068966, f**3, (f - _F_OFFSET) / _KAPPA)
-    return torch.where(
-        linear > 0.0031308, 1.055 * linear.clamp_min(0.0031308) ** (1.0 / 2.4) - 0.055, linear * 12.92
-    ).clamp(0.0, 1.0)
+    return linear_to_srgb(_lab_f_inverse(_f_from_lightness(lightness))).clamp(0.0, 1.0)
 
 
 def normalize_lightness(lightness: torch.Tensor) -> torch.Tensor:

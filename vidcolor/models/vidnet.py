@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from vidcolor.color import AB_NORM
 from vidcolor.models.base import ColorNet, NetConfig
 
 
@@ -73,5 +74,5 @@ class VidNet(ColorNet):
         y2 = up(self.lateral2(y3), scale_factor=2.0, mode="bilinear", align_corners=False) + self.skip2(x2)
         out = self.head(self.dec2(y2))
         if self.kind == "regression":
-            return out * 110.0
+            return out * AB_NORM
         return out

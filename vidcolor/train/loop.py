@@ -19,7 +19,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from vidcolor.bins import ab_histogram, data_bins, empirical_prior, gamut_bins, rebalance_weights
+from vidcolor.bins import GRID_SIZE, ab_histogram, data_bins, empirical_prior, gamut_bins, rebalance_weights
 from vidcolor.color import normalize_lightness, rgb_to_lab
 from vidcolor.colorizer import Colorizer
 from vidcolor.decoding import DecodeSettings
@@ -242,7 +242,7 @@ def train(config: TrainConfig, resume: bool = False, console: Console | None = N
         weights = checkpoint.get("weights")
         histogram = checkpoint.get("histogram")
     else:
-        histogram = torch.zeros(23, 23, dtype=torch.float64)
+        histogram = torch.zeros(GRID_SIZE, GRID_SIZE, dtype=torch.float64)
         for chunk in images.split(64):
             lab = rgb_to_lab(chunk.float() / 255.0)
             histogram += ab_histogram(torch.nn.functional.avg_pool2d(lab[:, 1:], 4))

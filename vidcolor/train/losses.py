@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from vidcolor.bins import soft_encode
+from vidcolor.color import AB_NORM
 
 
 def rebalanced_cross_entropy(
@@ -31,9 +32,9 @@ def rebalanced_cross_entropy(
 
 
 def ab_mse(predicted_ab: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
-    """Mean squared error on ab, in (ab / 110)^2 units so that it is O(1).
+    """Mean squared error on ab, in (ab / AB_NORM)^2 units so that it is O(1).
 
     Args:
         predicted_ab, ab: ``(B, 2, h, w)`` in Lab units.
     """
-    return torch.mean(((predicted_ab.float() - ab) / 110.0) ** 2)
+    return torch.mean(((predicted_ab.float() - ab) / AB_NORM) ** 2)

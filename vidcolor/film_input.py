@@ -1,0 +1,238 @@
+"""The input side of a film: open it, read its colour encoding, and demux + decode it.
+
+:class:`SourceFilm` is an opened film and what vidcolor needs to know about it before the
+first frame (its video stream, first decodable frame, colour encoding, expected length).
+:class:`FilmReader` demuxes it, decodes the film stream, fills the gaps left by undecodable
+packets with a copy of the previous frame at the missing timestamp (so the frame count and
+the audio sync are kept), and hands on, in demux order, the frames and the packets of the
+other streams that the output keeps.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+from vidcolor.errors import VidcolorError
+
+# A film with more undecodable packets than this is given up as damaged.
+MAX_DECODE_ERRORS = 1000
+# FFmpeg's AVColorRange / AVColorSpace codes that vidcolor reads.
+COLOR_RANGE_JPEG = 2  # full range
+COLORSPACE_BT709 = 1
+UNSPECIFIED = 2
+# Films at least this tall with no colour matrix tag are taken as BT.709 (HD), the rest as BT.601.
+HD_HEIGHT = 720
+
+
+@dataclass(frozen=True)
+class ColourEncoding:
+    """How the film's Y'CbCr relates to RGB: the range, the matrix, and its own colour tags.
+
+    ``tags`` holds the frame's ``color_primaries``, ``color_trc`` and ``colorspace`` codes that
+    are specified (FFmpeg's numbering), for the output to carry.
+    """
+
+    full_range: bool
+    matrix: str  # "bt601" or "bt709"
+    tags: dict[str, int]
+
+    @classmethod
+    def of_frame(cls, frame: av.VideoFrame) -> ColourEncoding:
+        """The encoding a decoded frame declares (untagged frames: BT.709 from 720 lines up)."""
+        full_range = frame.color_range == COLOR_RANGE_JPEG or frame.format.name.startswith("yuvj")
+        space = frame.colorspace
+        hd = space == COLORSPACE_BT709 or (space in (None, UNSPECIFIED) and frame.height >= HD_HEIGHT)
+        tags = {
+            name: getattr(frame, name)
+            for name in ("color_primaries", "color_trc", "colorspace")
+            if getattr(frame, name) not in (None, UNSPECIFIED)
+        }
+        return cls(full_range, "bt709" if hd else "bt601", tags)
+
+
+def _first_frame(source: Path) -> av.VideoFrame | None:
+    """The first decodable frame (for rotation and colour tags), or None when there is none."""
+    try:
+        with av.open(str(source)) as probe:
+            for frame in probe.decode(video=0):
+                return frame
+    except av.error.FFmpegError:
+        return None
+    return None
+
+
+class SourceFilm:
+    """An opened film: the container, its (first) video stream and its first decodable frame.
+
+    Raises (from :meth:`open`):
+        VidcolorError: the file cannot be opened as a video, has no video stream, or holds no
+        decodable frame.
+    """
+
+    def __init__(self, path: Path, container: av.container.InputContainer, first: av.VideoFrame) -> None:
+        self.path = path
+        self.container = container
+        self.stream: av.video.stream.VideoStream = container.streams.video[0]
+        self.stream.thread_type = "AUTO"
+        self.first = first
+        self.encoding = ColourEncoding.of_frame(first)
+
+    @classmethod
+    def open(cls, path: Path) -> SourceFilm:
+        try:
+            container = av.open(str(path), metadata_errors="ignore")
+        except av.error.FFmpegError as error:
+            raise VidcolorError(f"{path}: cannot open as a video ({error})") from None
+        try:
+            if not container.streams.video:
+                raise VidcolorError(f"{path}: has no video stream")
+            first = _first_frame(path)
+            if first is None:
+                raise VidcolorError(f"{path}: holds no decodable video frame")
+            return cls(path, container, first)
+        except BaseException:
+            container.close()
+            raise
+
+    def close(self) -> None:
+        self.container.close()
+
+    def __enter__(self) -> SourceFilm:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def declared_seconds(self) -> float | None:
+        """The film's length in seconds as its container declares it, if it does."""
+        if self.stream.duration and self.stream.time_base:
+            return float(self.stream.duration * self.stream.time_base)
+        if self.container.duration:
+            return self.container.duration / av.time_base
+        return None
+
+    @property
+    def expected_frames(self) -> int | None:
+        """The frame count the container declares or implies (for progress), if any."""
+        if self.stream.frames:
+            return self.stream.frames
+        rate = self.stream.average_rate or self.stream.guessed_rate
+        if self.container.duration and rate:
+            return int(round(self.container.duration / av.time_base * float(rate)))
+        return None
+
+
+def repeat_at(frame: av.VideoFrame, pts: int) -> av.VideoFrame:
+    """A new frame with ``frame``'s pixels and colour tags at timestamp ``pts``."""
+    copy = av.VideoFrame(frame.width, frame.height, frame.format.name)
+    for target, source in zip(copy.planes, frame.planes, strict=True):
+        if target.buffer_size == source.buffer_size:
+            target.update(bytes(source))
+        else:  # different row padding: copy row by row through NumPy
+            rows = np.frombuffer(source, np.uint8).reshape(-1, source.line_size)
+            padded = np.zeros((rows.shape[0], target.line_size), np.uint8)
+            width = min(source.line_size, target.line_size)
+            padded[:, :width] = rows[:, :width]
+            target.update(padded.tobytes())
+    copy.pts = pts
+    copy.time_base = frame.time_base
+    for name in ("color_range", "colorspace", "color_primaries", "color_trc"):
+        setattr(copy, name, getattr(frame, name))
+    return copy
+
+
+class FilmReader:
+    """Demux and decode a :class:`SourceFilm`, emitting frames and the other streams' packets.
+
+    ``emit`` receives, in demux order, each film frame (an ``av.VideoFrame``, gaps from
+    undecodable packets filled) and each packet of another stream for which ``keeps(packet)``
+    is true; it returns False to stop reading, as does ``stopped()`` when true. Counts of
+    frames, decode errors and repeated frames, and the start time of the latest frame, are
+    kept for the summary.
+    """
+
+    def __init__(
+        self,
+        film: SourceFilm,
+        keeps: Callable[[av.Packet], bool],
+        emit: Callable[[av.VideoFrame | av.Packet], bool],
+        stopped: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.film, self.keeps, self.emit, self.stopped = film, keeps, emit, stopped
+        self.pending: list[int] = []  # pts of film packets whose frames have not come out yet
+        self.previous: av.VideoFrame | None = None
+        self.decode_errors = 0
+        self.repeated = 0
+        self.frames = 0
+        self.last_time: float | None = None  # start time (s) of the latest frame decoded
+
+    def _emit_frame(self, frame: av.VideoFrame) -> bool:
+        if frame.pts is not None:
+            while self.pending and self.pending[0] < frame.pts:
+                if not self._repeat(heapq.heappop(self.pending)):
+                    return False
+            while self.pending and self.pending[0] == frame.pts:
+                heapq.heappop(self.pending)
+        self.previous = frame
+        self.frames += 1
+        if frame.pts is not None and frame.time_base is not None:
+            start = float((frame.pts - (self.film.stream.start_time or 0)) * frame.time_base)
+            self.last_time = max(self.last_time or 0.0, start)
+        return self.emit(frame)
+
+    def _repeat(self, pts: int) -> bool:
+        """Stand in for the undecodable frame at ``pts`` with a copy of the previous one."""
+        if self.previous is None:
+            return True  # nothing decoded yet to stand in for it
+        self.repeated += 1
+        self.frames += 1
+        return self.emit(repeat_at(self.previous, pts))
+
+    def _decode(self, packet: av.Packet | None) -> bool:
+        try:
+            frames = self.film.stream.decode(packet)
+        except av.error.InvalidDataError:
+            self.decode_errors += 1
+            return True
+        except av.error.FFmpegError as error:
+            if packet is None:
+                return True
+            self.decode_errors += 1
+            if self.decode_errors > MAX_DECODE_ERRORS:
+                raise VidcolorError(f"too many undecodable frames ({error})") from None
+            return True
+        return all(self._emit_frame(frame) for frame in frames)
+
+    def read(self) -> bool:
+        """Read the whole film; returns False when ``emit`` asked to stop.
+
+        Raises:
+            VidcolorError: the container became unreadable, or too many packets were undecodable.
+        """
+        film_index = self.film.stream.index
+        try:
+            for packet in self.film.container.demux():
+                if self.stopped():
+                    return False
+                if packet.stream.index == film_index:
+                    if packet.size and packet.pts is not None:
+                        heapq.heappush(self.pending, packet.pts)
+                    if not self._decode(packet if packet.size else None):
+                        return False
+                elif self.keeps(packet) and not self.emit(packet):
+                    return False
+            self._decode(None)
+        except av.error.FFmpegError as error:
+            raise VidcolorError(f"unreadable at {self.frames} frames: {error}") from None
+        for pts in sorted(self.pending):
+            if not self._repeat(pts):
+                return False
+        self.pending.clear()
+        return True

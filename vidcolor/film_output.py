@@ -1,0 +1,262 @@
+"""The output side of a film: the colour video stream, each other stream's fate, mux, flush.
+
+:class:`FilmOutput` writes to a hidden temporary file beside the target and renames it over
+the target only in :meth:`FilmOutput.finish`; :meth:`FilmOutput.discard` removes it, so a
+failed or interrupted run leaves nothing under the target. Every input stream other than the
+film gets one :class:`OtherStream`, which says, in one place, whether it is copied packet for
+packet, transcoded (audio the container cannot hold as is) or dropped, and does it.
+"""
+
+from __future__ import annotations
+
+import enum
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+from vidcolor.errors import VidcolorError
+from vidcolor.film_input import SourceFilm
+
+# Containers that only accept their own family of codecs, and the encoders to use there.
+AUDIO_FALLBACK = {"webm": "libopus", "ogg": "libopus"}
+VIDEO_DEFAULT = {"webm": "libvpx-vp9", "ogg": "libtheora"}
+DEFAULT_VIDEO_CODEC = "libx264"
+DEFAULT_AUDIO_CODEC = "aac"
+STANDARD_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 6: "5.1", 8: "7.1"}
+# The header-only probe accepts some codecs that the MP4/MOV muxers then refuse at the trailer
+# (e.g. PCM with an unspecified channel layout): there, copy only these audio codecs.
+MP4_AUDIO_COPY = {"aac", "mp3", "mp2", "ac3", "eac3", "opus", "alac", "flac"}
+KEPT_TYPES = ("audio", "subtitle", "data", "video", "attachment")
+# libvpx's CRF scale is 0..63 where x264's is 0..51: shift so that the same --crf looks alike.
+VPX_CRF_OFFSET = 13
+COLOR_RANGE_MPEG, COLOR_RANGE_JPEG = 1, 2
+
+
+def encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:
+    """FFmpeg options of the video encoder ``codec`` for a quality ``crf`` and speed ``preset``."""
+    if codec in ("libx264", "libx265"):
+        return {"crf": str(crf), "preset": preset}
+    if codec.startswith("libvpx"):
+        return {"crf": str(crf + VPX_CRF_OFFSET), "b": "0", "row-mt": "1", "deadline": "good", "cpu-used": "4"}
+    return {}
+
+
+def _family(container: av.container.OutputContainer) -> str:
+    """The container format's first name (``"mov,mp4,..."`` -> ``"mov"``)."""
+    return container.format.name.split(",")[0]
+
+
+def _container_accepts(container: av.container.OutputContainer, stream: av.stream.Stream) -> bool:
+    """Whether ``container``'s format can hold ``stream``'s codec as is (a header is written in memory)."""
+    if (
+        stream.type == "audio"
+        and _family(container) in ("mov", "mp4")
+        and stream.codec_context.codec.canonical_name not in MP4_AUDIO_COPY
+    ):
+        return False
+    try:
+        with av.open(io.BytesIO(), "w", format=container.format.name) as probe:
+            probe.add_stream_from_template(stream)
+            probe.start_encoding()
+        return True
+    except (av.error.FFmpegError, ValueError, TypeError, NotImplementedError):
+        return False
+
+
+def describe(stream: av.stream.Stream) -> str:
+    """``"audio stream #1 (aac, eng)"``: a stream as notices name it."""
+    name = stream.codec_context.name if stream.codec_context else "unknown"
+    language = stream.metadata.get("language")
+    return f"{stream.type} stream #{stream.index} ({name}{', ' + language if language else ''})"
+
+
+class StreamFate(enum.Enum):
+    """What becomes of a non-film input stream."""
+
+    COPY = "copy"
+    TRANSCODE = "transcode"
+    DROP = "drop"
+
+
+@dataclass
+class OtherStream:
+    """One non-film input stream's fate in the output, and the means to carry it out."""
+
+    fate: StreamFate
+    output: av.stream.Stream | None = None
+    resampler: av.AudioResampler | None = None
+
+    def write(self, container: av.container.OutputContainer, packet: av.Packet) -> int:
+        """Carry ``packet`` into ``container``; returns the number of packets copied as is (0 or 1)."""
+        if self.fate is StreamFate.COPY:
+            packet.stream = self.output
+            container.mux(packet)
+            return 1
+        if self.fate is StreamFate.TRANSCODE:
+            try:
+                decoded = packet.decode()
+            except av.error.FFmpegError:
+                return 0  # an undecodable audio packet: a short gap, as a player would give
+            for audio in decoded:
+                self._encode(container, self.resampler.resample(audio))
+        return 0
+
+    def flush(self, container: av.container.OutputContainer) -> None:
+        """Drain the resampler and encoder of a transcoded stream (nothing for the others)."""
+        if self.fate is StreamFate.TRANSCODE:
+            self._encode(container, self.resampler.resample(None))
+            container.mux(self.output.encode(None))
+
+    def _encode(self, container: av.container.OutputContainer, frames: list[av.AudioFrame]) -> None:
+        for frame in frames:
+            container.mux(self.output.encode(frame))
+
+
+def plan_other_streams(
+    source: SourceFilm, container: av.container.OutputContainer, notices: list[str]
+) -> dict[int, OtherStream]:
+    """Each non-film stream of ``source`` keyed by index, with output streams added to ``container``.
+
+    Streams the container holds as they are are copied; audio it cannot hold is transcoded (to
+    AAC, or Opus in WebM/Ogg); anything else it cannot hold is dropped. Every transcode and drop
+    adds a line to ``notices``.
+    """
+    fates: dict[int, OtherStream] = {}
+    for stream in source.container.streams:
+        if stream.index == source.stream.index:
+            continue
+        if stream.type not in KEPT_TYPES:
+            notices.append(f"dropped {describe(stream)}: unsupported stream type")
+            fates[stream.index] = OtherStream(StreamFate.DROP)
+        elif _container_accepts(container, stream):
+            output = container.add_stream_from_template(stream)
+            output.metadata.update(stream.metadata)
+            fates[stream.index] = OtherStream(StreamFate.COPY, output)
+        elif stream.type == "audio":
+            fates[stream.index] = _audio_transcode(stream, container)
+            notices.append(
+                f"transcoded {describe(stream)} to {fates[stream.index].output.codec_context.name}: "
+                f"{container.format.name} cannot hold it"
+            )
+        else:
+            notices.append(f"dropped {describe(stream)}: the {container.format.name} container cannot hold it")
+            fates[stream.index] = OtherStream(StreamFate.DROP)
+    return fates
+
+
+def _audio_transcode(stream: av.audio.stream.AudioStream, container: av.container.OutputContainer) -> OtherStream:
+    encoder = AUDIO_FALLBACK.get(_family(container), DEFAULT_AUDIO_CODEC)
+    output = container.add_stream(encoder, rate=stream.codec_context.sample_rate or 48000)
+    channels = stream.codec_context.layout.nb_channels or 2
+    output.layout = STANDARD_LAYOUTS.get(channels, "stereo")
+    output.metadata.update(stream.metadata)
+    resampler = av.AudioResampler(
+        format=output.codec_context.codec.audio_formats[0].name,
+        layout=output.layout,
+        rate=output.rate,
+        frame_size=960 if encoder == "libopus" else 1024,
+    )
+    return OtherStream(StreamFate.TRANSCODE, output, resampler)
+
+
+def _replace_chroma(frame: av.VideoFrame, u: np.ndarray, v: np.ndarray) -> None:
+    """Write ``(h/2, w/2)`` uint8 U and V planes into a yuv420p ``frame`` (row padding kept)."""
+    frame.make_writable()
+    for plane, values in ((frame.planes[1], u), (frame.planes[2], v)):
+        height, width = values.shape
+        if plane.line_size == width:
+            plane.update(np.ascontiguousarray(values).tobytes())
+        else:
+            padded = np.zeros((height, plane.line_size), np.uint8)
+            padded[:, :width] = values
+            plane.update(padded.tobytes())
+
+
+class FilmOutput:
+    """The colour film being written: its video stream, the other streams' fates, the temporary file.
+
+    The video stream takes the source's size, time base, aspect ratio, colour range and tags,
+    display rotation and language/title; ``codec`` None means libx264 (libvpx-vp9 in WebM).
+
+    Raises (from the constructor):
+        VidcolorError: the target cannot be written, or the codec is not available.
+    """
+
+    def __init__(self, target: Path, source: SourceFilm, codec: str | None, crf: int, preset: str) -> None:
+        self.target = target
+        self.partial = target.with_name(f".{target.stem}.partial{target.suffix}")
+        self.notices: list[str] = []
+        self.frames = 0
+        self.copied = 0
+        try:
+            self.container: av.container.OutputContainer | None = av.open(str(self.partial), "w")
+        except (av.error.FFmpegError, ValueError) as error:
+            raise VidcolorError(f"{target}: cannot write here ({error})") from None
+        try:
+            self.video = self._add_video(
+                source, codec or VIDEO_DEFAULT.get(_family(self.container), DEFAULT_VIDEO_CODEC), crf, preset
+            )
+            self.others = plan_other_streams(source, self.container, self.notices)
+        except BaseException:
+            self.discard()
+            raise
+
+    def _add_video(self, source: SourceFilm, codec: str, crf: int, preset: str) -> av.video.stream.VideoStream:
+        film = source.stream
+        rate = film.average_rate or film.guessed_rate or 25
+        try:
+            video = self.container.add_stream(codec, rate=rate, options=encoder_options(codec, crf, preset))
+        except (av.error.FFmpegError, ValueError) as error:
+            raise VidcolorError(f"--codec {codec}: not available ({error})") from None
+        video.width, video.height = film.codec_context.width, film.codec_context.height
+        video.pix_fmt = "yuv420p"
+        video.time_base = film.time_base
+        video.codec_context.time_base = film.time_base
+        if film.sample_aspect_ratio:
+            video.codec_context.sample_aspect_ratio = film.sample_aspect_ratio
+        for name, value in source.encoding.tags.items():
+            setattr(video.codec_context, name, value)
+        video.codec_context.color_range = COLOR_RANGE_JPEG if source.encoding.full_range else COLOR_RANGE_MPEG
+        if source.first.rotation:
+            video.set_display_rotation(source.first.rotation)
+        video.metadata.update({k: v for k, v in film.metadata.items() if k in ("language", "title", "handler_name")})
+        return video
+
+    def keeps(self, packet: av.Packet) -> bool:
+        """Whether a packet of another stream goes to the output (not empty, its stream not dropped)."""
+        other = self.others.get(packet.stream.index)
+        return packet.size > 0 and other is not None and other.fate is not StreamFate.DROP
+
+    def write_frame(self, frame: av.VideoFrame, u: np.ndarray, v: np.ndarray) -> None:
+        """Encode a yuv420p source ``frame`` with its chroma replaced by ``u``, ``v`` (uint8, half size)."""
+        _replace_chroma(frame, u, v)
+        frame.pict_type = av.video.frame.PictureType.NONE  # let the encoder choose the frame types
+        self.container.mux(self.video.encode(frame))
+        self.frames += 1
+
+    def write_packet(self, packet: av.Packet) -> None:
+        """Carry a packet of another stream (one :meth:`keeps` accepted) into the output."""
+        self.copied += self.others[packet.stream.index].write(self.container, packet)
+
+    def finish(self) -> None:
+        """Flush every encoder, close the file and move it onto the target."""
+        self.container.mux(self.video.encode(None))
+        for other in self.others.values():
+            other.flush(self.container)
+        self.container.close()
+        self.container = None
+        os.replace(self.partial, self.target)
+
+    def discard(self) -> None:
+        """Close and remove the temporary file (nothing to do after :meth:`finish`)."""
+        if self.container is not None:
+            try:
+                self.container.close()
+            except (av.error.FFmpegError, ValueError, OSError):
+                pass
+            self.container = None
+        self.partial.unlink(missing_ok=True)
