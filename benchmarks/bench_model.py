@@ -17,7 +17,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vidcolor.pipeline_setup import build_colorizer  # noqa: E402
+from vidcolor.colorizer import build_colorizer  # noqa: E402
 
 
 def best_rate(function, frames: int, repeats: int = 5) -> float:

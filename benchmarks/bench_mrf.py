@@ -32,9 +32,9 @@ from vidcolor.color import rgb_to_lab  # noqa: E402
 from vidcolor.colorizer import Colorizer  # noqa: E402
 from vidcolor.decoding import Decoder, DecodeSettings  # noqa: E402
 from vidcolor.evaluation import colorize_variants, evaluate_paths, load_rgb, mean_scores, score_frames  # noqa: E402
+from vidcolor.inputs import find_images  # noqa: E402
 from vidcolor.models import load_model  # noqa: E402
 from vidcolor.mrf import MRFSettings, link_weights, mean_field, refine, unary_term  # noqa: E402
-from vidcolor.train.data import find_images  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 DECODINGS = ("mean", "annealed", "mode", "mrf")

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.clips import make_clip  # noqa: E402
 from vidcolor.chroma import chroma_planes  # noqa: E402
-from vidcolor.pipeline_setup import build_colorizer  # noqa: E402
+from vidcolor.colorizer import build_colorizer  # noqa: E402
 from vidcolor.video import VideoOptions, colorize_video  # noqa: E402
 
 

@@ -26,8 +26,8 @@ from vidcolor.color import rgb_to_lab  # noqa: E402
 from vidcolor.colorizer import Colorizer  # noqa: E402
 from vidcolor.decoding import DecodeSettings  # noqa: E402
 from vidcolor.evaluation import colorize_variants, load_rgb, mean_scores, score_frames  # noqa: E402
+from vidcolor.inputs import find_images  # noqa: E402
 from vidcolor.models import load_model  # noqa: E402
-from vidcolor.train.data import find_images  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
+from vidcolor.colorizer import build_colorizer
 from vidcolor.evaluation import evaluate_paths
+from vidcolor.inputs import find_images
 from vidcolor.models import DEFAULT_WEIGHTS
-from vidcolor.pipeline_setup import build_colorizer
-from vidcolor.train.data import find_images
 
 
 def main(model_path: Path, val_dir: Path) -> None:

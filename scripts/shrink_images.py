@@ -13,14 +13,15 @@ from pathlib import Path
 
 from PIL import Image
 
-from vidcolor.train.data import _load_square, find_images
+from vidcolor.inputs import find_images
+from vidcolor.train.data import load_square
 
 
 def main(size: int, out_dir: Path, folders: list[Path]) -> None:
     written = 0
     for folder in folders:
         for path in find_images([folder]):
-            square = _load_square(path, size)
+            square = load_square(path, size)
             if square is None:
                 continue
             target = out_dir / folder.name / path.relative_to(folder).with_suffix(".jpg")

@@ -15,8 +15,8 @@ from tests.clips import make_clip
 from tests.conftest import smooth_colour_image
 from vidcolor import metrics
 from vidcolor.color import lab_to_rgb, rgb_to_lab
+from vidcolor.colorizer import build_colorizer
 from vidcolor.evaluation import grey_image, score_image, score_photo
-from vidcolor.pipeline_setup import build_colorizer
 
 
 def test_perfect_prediction_and_grey_baseline_known_answers():

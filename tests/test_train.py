@@ -3,6 +3,7 @@ import math
 import os
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -12,8 +13,9 @@ from PIL import Image
 from tests.conftest import smooth_colour_image
 from vidcolor.bins import soft_encode
 from vidcolor.cli import main
+from vidcolor.inputs import find_images, is_held_out
 from vidcolor.models import DEFAULT_WEIGHTS, VidNet, load_model
-from vidcolor.train.data import degrade_lightness, find_images, load_image_set, random_crops
+from vidcolor.train.data import degrade_lightness, load_image_set, random_crops
 from vidcolor.train.losses import ab_mse, rebalanced_cross_entropy
 
 
@@ -148,7 +150,7 @@ def test_train_cli_checkpoints_resumes_and_exports(image_folders, tmp_path, loss
 
 
 def test_data_sources_weights_and_held_out_split(tmp_path):
-    from vidcolor.train.data import DataSource, assign_sources, is_held_out, sampling_probabilities
+    from vidcolor.train.data import DataSource, assign_sources, sampling_probabilities
 
     assert DataSource.parse("some/folder=0.25") == DataSource(Path("some/folder"), 0.25)
     assert DataSource.parse("plain") == DataSource(Path("plain"), None)
@@ -251,3 +253,25 @@ def test_a_folder_of_grey_photos_is_named_in_the_error(tmp_path):
     )
     assert result.exit_code not in (0, None)
     assert str(grey) in str(result.exception) and "2 near-grey" in str(result.exception)
+
+
+def test_training_reads_photos_as_colorizing_does(tmp_path):
+    """EXIF orientation applied and 16-bit files read at full precision, as in still-image mode."""
+    from vidcolor.train.data import load_square
+
+    wide = np.zeros((40, 80, 3), np.uint8)
+    wide[:, :40] = (200, 30, 30)  # left half red, right half blue
+    wide[:, 40:] = (30, 30, 200)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise: the red half on top
+    Image.fromarray(wide).save(tmp_path / "turned.png", exif=exif)
+    square = load_square(tmp_path / "turned.png", 32)
+    assert square.shape == (32, 32, 3)
+    assert square[2, 16, 0] > 150 and square[-3, 16, 2] > 150  # red at the top, blue at the bottom
+
+    deep = np.empty((48, 48, 3), np.uint16)
+    deep[...] = (50000, 12000, 30000)  # OpenCV order: blue, green, red
+    cv2.imwrite(str(tmp_path / "deep.png"), deep)
+    square = load_square(tmp_path / "deep.png", 32)
+    assert np.abs(square[16, 16].astype(int) - np.round(np.array([30000, 12000, 50000]) / 65535 * 255)).max() <= 1
+    assert load_square(tmp_path / "missing.png", 32) is None

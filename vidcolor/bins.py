@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
 
+from vidcolor.color import rgb_to_lab
+
 GRID_SPACING = 10.0
 GRID_VALUES = np.arange(-110.0, 111.0, GRID_SPACING, dtype=np.float32)
 GRID_SIZE = len(GRID_VALUES)  # 23
@@ -52,8 +54,6 @@ def cells_to_centres(cells: torch.Tensor) -> torch.Tensor:
 
 @functools.lru_cache(maxsize=1)
 def _gamut_cells() -> torch.Tensor:
-    from vidcolor.color import rgb_to_lab
-
     levels = torch.unique(torch.cat((torch.arange(0, 256, 3), torch.tensor([255])))).double() / 255.0
     r, g, b = torch.meshgrid(levels, levels, levels, indexing="ij")
     rgb = torch.stack((r, g, b)).reshape(3, 1, -1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -14,8 +15,17 @@ limit_malloc_arenas()  # before torch, numba and FFmpeg start threads
 
 from vidcolor import __version__  # noqa: E402
 from vidcolor.bins import ANNEAL_TEMPERATURE  # noqa: E402
+from vidcolor.colorizer import DEFAULT_SIZE, build_colorizer  # noqa: E402
+from vidcolor.decoding import ALL_DECODINGS  # noqa: E402
+from vidcolor.errors import VidcolorError  # noqa: E402
+from vidcolor.models.vidnet import VidNetConfig  # noqa: E402
+from vidcolor.mrf import MRFSettings  # noqa: E402
+from vidcolor.runner import run_colorize  # noqa: E402
+from vidcolor.train.config import TrainConfig  # noqa: E402
+from vidcolor.video import VideoOptions  # noqa: E402
 
-DECODE_CHOICES = ("annealed", "mean", "mode", "mrf")
+# `train` and `eval` import their modules when run: those pull in scipy.stats and the report's
+# drawing, which colorizing never needs.
 
 
 class DefaultGroup(click.Group):
@@ -45,6 +55,11 @@ def main() -> None:
     """
 
 
+def option_from(settings: type, field: str, *names: str, **kwargs: object) -> Callable:
+    """A click option whose default (shown in --help) is ``settings``'s default for ``field``."""
+    return click.option(*names, default=getattr(settings, field), show_default=True, **kwargs)
+
+
 def model_options(function):
     """Options shared by the commands that run a model."""
     options = [
@@ -56,7 +71,7 @@ def model_options(function):
         ),
         click.option(
             "--size",
-            default=256,
+            default=DEFAULT_SIZE,
             show_default=True,
             type=int,
             help="Network input side in pixels (multiple of 32 for the default model, 16 for vidnet).",
@@ -78,22 +93,28 @@ def model_options(function):
 @click.option(
     "--decode",
     "decode_method",
-    type=click.Choice(DECODE_CHOICES),
+    type=click.Choice(ALL_DECODINGS),
     help="How a colour distribution becomes a colour (default: the model card's choice).",
 )
-@click.option("--mrf-iters", default=8, show_default=True, type=int, help="Mean-field sweeps of --decode mrf.")
-@click.option(
+@option_from(
+    MRFSettings,
+    "iterations",
+    "--mrf-iters",
+    type=int,
+    help="Mean-field sweeps of --decode mrf.",
+)
+@option_from(
+    MRFSettings,
+    "sigma",
     "--mrf-sigma",
-    default=1e-4,
-    show_default=True,
     type=float,
     help="Lightness similarity scale of the MRF: w = exp(-(L_i - L_j)^2 / sigma), L in [0, 1].",
 )
-@click.option(
+@option_from(
+    MRFSettings,
+    "unary",
     "--mrf-unary",
     type=click.Choice(["prob", "sqrt"]),
-    default="prob",
-    show_default=True,
     help="Unary term c*p or c*sqrt(p) (smoother).",
 )
 @click.option(
@@ -104,10 +125,10 @@ def model_options(function):
 @click.option(
     "--no-temporal", is_flag=True, help="Colorize each film frame on its own (no link to the previous frame)."
 )
-@click.option("--batch-size", default=8, show_default=True, type=int, help="Video frames per network batch.")
+@option_from(VideoOptions, "batch_size", "--batch-size", type=int, help="Video frames per network batch.")
 @click.option("--codec", help="Video encoder for films (default libx264; libvpx-vp9 for .webm).")
-@click.option("--crf", default=18, show_default=True, type=int, help="Constant rate factor (libx264/libx265).")
-@click.option("--preset", default="medium", show_default=True, help="Encoder preset (libx264/libx265).")
+@option_from(VideoOptions, "crf", "--crf", type=int, help="Constant rate factor (libx264/libx265).")
+@option_from(VideoOptions, "preset", "--preset", help="Encoder preset (libx264/libx265).")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors and a final summary.")
 def colorize(
@@ -131,10 +152,6 @@ def colorize(
     quiet: bool,
 ) -> None:
     """Colorize images and videos (told apart by their content)."""
-    from vidcolor.mrf import MRFSettings
-    from vidcolor.runner import run_colorize
-    from vidcolor.video import VideoOptions
-
     if batch_size < 1:
         raise click.BadParameter("must be at least 1", param_hint="--batch-size")
     if mrf_iters < 1:
@@ -162,65 +179,81 @@ def colorize(
 
 @main.command()
 @click.argument("data", nargs=-1, required=True)
-@click.option(
+@option_from(
+    TrainConfig,
+    "out",
     "--out",
-    default="runs/train",
-    show_default=True,
     type=click.Path(path_type=Path),
     help="Folder for checkpoints and the exported model.",
 )
 @click.option(
     "--val", type=click.Path(exists=True, path_type=Path), help="Folder of colour images to validate on each epoch."
 )
-@click.option(
-    "--loss", type=click.Choice(["classification", "regression"]), default="classification", show_default=True
+@option_from(
+    TrainConfig,
+    "loss",
+    "--loss",
+    type=click.Choice(["classification", "regression"]),
 )
-@click.option(
+@option_from(
+    TrainConfig,
+    "bins",
     "--bins",
     type=click.Choice(["gamut", "data"]),
-    default="gamut",
-    show_default=True,
     help="In-gamut ab cells, or the cells present in the data.",
 )
-@click.option(
+@option_from(
+    TrainConfig,
+    "arch",
     "--arch",
     type=click.Choice(["lite0-unet", "vidnet"]),
-    default="lite0-unet",
-    show_default=True,
     help="lite0-unet: EfficientNet-Lite0 encoder from ImageNet weights (needs vidcolor[train]); "
     "vidnet: small, from scratch.",
 )
-@click.option("--size", default=128, show_default=True, type=int, help="Training crop side in pixels (multiple of 32).")
+@option_from(
+    TrainConfig,
+    "size",
+    "--size",
+    type=int,
+    help="Training crop side in pixels (multiple of 32).",
+)
 @click.option("--epochs", type=int, help="Passes over the data (default 1 unless --steps).")
 @click.option("--steps", type=int, help="Optimiser steps in all (overrides --epochs).")
 @click.option("--max-minutes", type=float, help="Stop (checkpointed and exported) after this long.")
-@click.option("--batch-size", default=32, show_default=True, type=int)
-@click.option("--lr", default=1e-3, show_default=True, type=float, help="Learning rate of the parts new to training.")
+@option_from(TrainConfig, "batch_size", "--batch-size", type=int)
+@option_from(TrainConfig, "lr", "--lr", type=float, help="Learning rate of the parts new to training.")
 @click.option("--encoder-lr", type=float, help="Learning rate of the pretrained encoder (default: --lr / 5).")
-@click.option(
-    "--ema", default=0.999, show_default=True, type=float, help="Decay of the exported weight average (0: none)."
+@option_from(
+    TrainConfig,
+    "ema",
+    "--ema",
+    type=float,
+    help="Decay of the exported weight average (0: none).",
 )
-@click.option(
+@option_from(
+    TrainConfig,
+    "hold_out",
     "--hold-out",
-    default=0.0,
-    show_default=True,
     type=click.FloatRange(0, 0.9),
     help="Keep this fraction of every training folder out of training (chosen by file-name hash; "
     "`vidcolor eval --held-out` scores the same files).",
 )
 @click.option(
-    "--widths", default="32,64,128,256", show_default=True, help="vidnet channel widths at 1/2, 1/4, 1/8, 1/16."
+    "--widths",
+    default=",".join(map(str, VidNetConfig.widths)),
+    show_default=True,
+    help="vidnet channel widths at 1/2, 1/4, 1/8, 1/16.",
 )
-@click.option("--rebalance-lambda", default=0.5, show_default=True, type=float)
+@option_from(TrainConfig, "rebalance_lambda", "--rebalance-lambda", type=float)
 @click.option(
     "--degrade", is_flag=True, help="Old-film degradations (grain, blur, fading, tone, scratches) on the input."
 )
 @click.option("--val-limit", type=int, help="Validate on at most this many images.")
-@click.option("--checkpoint-every", default=500, show_default=True, type=int)
+@option_from(TrainConfig, "checkpoint_every", "--checkpoint-every", type=int)
 @click.option("--val-every", type=int, help="Steps between validations (default: every epoch).")
-@click.option("--workers", default=2, show_default=True, type=int, help="Threads loading images.")
-@click.option("--device", default="auto", show_default=True)
-@click.option("--seed", default=0, show_default=True, type=int)
+@option_from(TrainConfig, "workers", "--workers", type=int, help="Threads loading images.")
+@option_from(TrainConfig, "device", "--device")
+@option_from(TrainConfig, "seed", "--seed", type=int)
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt.")
 @click.option(
     "--init",
@@ -262,8 +295,6 @@ def train(
     `train/=0.45 train/utkface=0.3 train/intel-scenes=0.25` draws 30 % of the images from the faces
     whatever their number (a folder's own subfolders given beside it count apart).
     """
-    from vidcolor.models.vidnet import VidNetConfig
-    from vidcolor.train.loop import TrainConfig
     from vidcolor.train.loop import train as run_training
 
     if size % 32:
@@ -322,7 +353,7 @@ def train(
     "--decode",
     "decodings",
     multiple=True,
-    type=click.Choice(DECODE_CHOICES),
+    type=click.Choice(ALL_DECODINGS),
     help="Decodings to compare (repeat the option); default: the model card's.",
 )
 @click.option("--max-frames", default=150, show_default=True, type=int, help="Frames read from each clip.")
@@ -347,8 +378,6 @@ def evaluate(
     quiet: bool,
 ) -> None:
     """Measure colorizations of colour photos and clips (turned grey) against the originals."""
-    from vidcolor.errors import VidcolorError
-    from vidcolor.pipeline_setup import build_colorizer
     from vidcolor.report import run_eval
 
     try:

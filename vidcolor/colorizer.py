@@ -1,20 +1,25 @@
 """A network at a fixed input size with its decoding: lightness batches in, ab batches out.
 
 The colorizer holds no state between calls; a film's driver passes its
-:class:`~vidcolor.decoding.FilmState` along with each batch.
+:class:`~vidcolor.decoding.FilmState` along with each batch. :func:`build_colorizer` makes one
+from the command line's choices and the model card's defaults.
 """
 
 from __future__ import annotations
 
 import contextlib
 
+import numpy as np
 import torch
 from torch.nn import functional
 
+from vidcolor.bins import ANNEAL_TEMPERATURE
 from vidcolor.color import normalize_lightness
 from vidcolor.decoding import Decoder, DecodeSettings, FilmState
 from vidcolor.errors import VidcolorError
 from vidcolor.models.base import ColorNet
+from vidcolor.models.loading import load_model, model_card
+from vidcolor.mrf import MRFSettings
 
 DEFAULT_SIZE = 256
 
@@ -125,3 +130,47 @@ def upsample_ab(ab: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(ab.shape[-2:]) == tuple(size):
         return ab
     return functional.interpolate(ab, size=size, mode="bilinear", align_corners=False)
+
+
+def default_decoding(model: str) -> DecodeSettings:
+    """The decoding a model's card recommends, else the annealed mean (T = 0.38)."""
+    card = model_card(model) if model.endswith(".safetensors") or model == "default" else {}
+    chosen = card.get("default_decoding") or {}
+    return DecodeSettings(chosen.get("method", "annealed"), float(chosen.get("temperature", ANNEAL_TEMPERATURE)))
+
+
+def build_colorizer(
+    model: str,
+    size: int,
+    device: str,
+    decode_method: str | None,
+    temperature: float | None,
+    mrf: MRFSettings | None = None,
+    temporal: bool = True,
+    reference: np.ndarray | None = None,
+) -> Colorizer:
+    """Load ``model`` and wrap it with the chosen decoding, or the one its card recommends.
+
+    Args:
+        model: ``"default"`` or a weight file.
+        size: the network's input side in pixels.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        decode_method: ``annealed``, ``mean``, ``mode``, ``mrf``, or None for the card's choice.
+        temperature: of the annealed mean; None for the card's (or the default) temperature.
+        mrf: the Potts model's settings (default: :class:`MRFSettings`).
+        temporal: link each film frame to the previous one.
+        reference: ``(23, 23)`` ab histogram of a colour reference image, or None.
+
+    Raises:
+        VidcolorError: the model cannot be loaded, the device is missing, or the decoding does
+        not apply to the model.
+    """
+    network = load_model(model)
+    preferred = default_decoding(model)
+    method = decode_method or preferred.method
+    if temperature is None:
+        temperature = preferred.temperature if method == preferred.method else ANNEAL_TEMPERATURE
+    if network.kind == "regression" and decode_method not in (None, "annealed"):
+        raise VidcolorError(f"{model}: predicts ab directly, so --decode {decode_method} does not apply to it")
+    settings = DecodeSettings(method, temperature, mrf=mrf or MRFSettings(), temporal=temporal, reference=reference)
+    return Colorizer(network, resolve_device(device), size, settings)

@@ -18,11 +18,12 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from vidcolor.bins import ab_histogram
 from vidcolor.color import compose_lab, lab_to_rgb, rgb_to_lab
 from vidcolor.colorizer import Colorizer
 from vidcolor.errors import VidcolorError
+from vidcolor.inputs import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"}
 ALPHA_SUFFIXES = {".png", ".tif", ".tiff", ".webp"}
 SIXTEEN_BIT_SUFFIXES = {".png", ".tif", ".tiff"}
 
@@ -161,3 +162,14 @@ def write_image(path: Path, rgb: np.ndarray, alpha: np.ndarray | None, bits: int
     finally:
         tmp.unlink(missing_ok=True)
     return notices
+
+
+def reference_histogram(path: Path) -> np.ndarray:
+    """``(23, 23)`` ab histogram (counts per grid cell) of a colour reference image.
+
+    Raises:
+        VidcolorError: the file cannot be read as an image.
+    """
+    picture = read_image(path)
+    lab = rgb_to_lab(torch.from_numpy(picture.rgb).permute(2, 0, 1)[None])
+    return ab_histogram(lab[:, 1:]).numpy()

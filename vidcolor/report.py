@@ -30,8 +30,7 @@ from vidcolor.color import rgb_to_lab
 from vidcolor.colorizer import Colorizer
 from vidcolor.errors import VidcolorError
 from vidcolor.evaluation import CLIP_METRICS, PHOTO_METRICS, colorize_variants, load_rgb, mean_scores, score_frames
-from vidcolor.runner import expand_inputs, sniff_kind
-from vidcolor.train.data import is_held_out
+from vidcolor.inputs import expand_inputs, is_held_out, sniff_kind
 
 PANEL_HEIGHT = 192
 METRIC_NAMES = tuple(m for m in PHOTO_METRICS if m != "true_colourfulness") + CLIP_METRICS

@@ -1,4 +1,4 @@
-"""``vidcolor INPUT...``: tell images from videos, choose outputs, colorize, report."""
+"""``vidcolor INPUT...``: pair inputs with outputs, colorize images then films, report."""
 
 from __future__ import annotations
 
@@ -8,48 +8,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from vidcolor.colorizer import build_colorizer
 from vidcolor.errors import VidcolorError
-from vidcolor.image import IMAGE_SUFFIXES
-
-# ffmpeg demuxers that take any file by its name or as raw bytes: never a film.
-NOT_VIDEO_FORMATS = {"image2", "tty", "data", "rawvideo", "bin"}
-VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv", ".flv", ".ogv"}
-
-
-def sniff_kind(path: Path) -> str:
-    """``"image"`` or ``"video"``, decided by the file's content.
-
-    Raises:
-        VidcolorError: missing, empty, a folder, or neither an image nor a video.
-    """
-    if not path.exists():
-        raise VidcolorError(f"{path}: no such file")
-    if path.is_dir():
-        raise VidcolorError(f"{path}: is a folder")
-    if path.stat().st_size == 0:
-        raise VidcolorError(f"{path}: empty file")
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            if getattr(image, "n_frames", 1) == 1 or image.format not in ("GIF", "WEBP", "PNG"):
-                return "image"
-    except UnidentifiedImageError:
-        pass
-    except OSError as error:
-        raise VidcolorError(f"{path}: unreadable or truncated image ({error})") from None
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            name = container.format.name
-            if name in NOT_VIDEO_FORMATS or name.endswith("_pipe"):
-                raise VidcolorError(f"{path}: neither an image nor a video vidcolor can read")
-            if container.streams.video:
-                return "video"
-            raise VidcolorError(f"{path}: has no video stream")
-    except av.error.FFmpegError:
-        raise VidcolorError(f"{path}: neither an image nor a video vidcolor can read") from None
+from vidcolor.image import colorize_picture, read_image, reference_histogram, write_image
+from vidcolor.inputs import IMAGE_SUFFIXES, VIDEO_SUFFIXES, expand_inputs, sniff_kind
+from vidcolor.mrf import MRFSettings
+from vidcolor.video import VideoOptions, colorize_video
 
 
 def default_output(path: Path, kind: str, folder: Path | None = None) -> Path:
@@ -65,31 +29,11 @@ def default_output(path: Path, kind: str, folder: Path | None = None) -> Path:
 
 @dataclass
 class Job:
+    """One input, its output and its kind (``"image"`` or ``"video"``)."""
+
     source: Path
     target: Path
     kind: str
-
-
-def expand_inputs(inputs: list[Path], recursive: bool = False, report=None) -> list[Path]:
-    """Folders become the image and video files they hold (sorted; sub-folders too if ``recursive``).
-
-    A folder with no image or video file is passed to ``report`` (a callable taking the
-    message) and skipped; without ``report`` it raises :class:`VidcolorError`.
-    """
-    files: list[Path] = []
-    for item in inputs:
-        if item.is_dir():
-            candidates = item.rglob("*") if recursive else item.iterdir()
-            found = sorted(p for p in candidates if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
-            if not found:
-                message = f"{item}: no image or video files in this folder"
-                if report is None:
-                    raise VidcolorError(message)
-                report(message)
-            files += found
-        else:
-            files.append(item)
-    return files
 
 
 def plan_jobs(inputs: list[Path], output: Path | None, overwrite: bool, report) -> list[Job]:
@@ -130,8 +74,8 @@ def run_colorize(
     temperature: float | None,
     overwrite: bool,
     quiet: bool,
-    video_options=None,
-    mrf=None,
+    video_options: VideoOptions | None = None,
+    mrf: MRFSettings | None = None,
     temporal: bool = True,
     reference: Path | None = None,
 ) -> int:
@@ -154,14 +98,9 @@ def run_colorize(
         console.print(f"nothing colorized ({failures} failed)", highlight=False)
         return failures
 
-    from vidcolor.pipeline_setup import build_colorizer
-
     try:
-        from vidcolor.mrf import MRFSettings
-
-        colorizer = build_colorizer(
-            model, size, device, decode_method, temperature, mrf or MRFSettings(), temporal, reference
-        )
+        histogram = reference_histogram(reference) if reference is not None else None
+        colorizer = build_colorizer(model, size, device, decode_method, temperature, mrf, temporal, histogram)
     except VidcolorError as error:
         report(str(error))
         return failures
@@ -170,8 +109,6 @@ def run_colorize(
     videos = [job for job in jobs if job.kind == "video"]
     done = 0
     if images:
-        from vidcolor.image import colorize_picture, read_image, write_image
-
         with Progress(
             TextColumn("[bold]images"),
             BarColumn(),
@@ -194,8 +131,6 @@ def run_colorize(
                     report(str(error))
                 progress.advance(task)
     for job in videos:
-        from vidcolor.video import colorize_video
-
         try:
             summary = colorize_video(
                 job.source, job.target, colorizer, quiet=quiet, console=console, options=video_options

@@ -7,51 +7,20 @@ the training device, with no disk access during training.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from vidcolor.color import rgb_to_lab
-from vidcolor.image import IMAGE_SUFFIXES
+from vidcolor.errors import VidcolorError
+from vidcolor.image import read_image
 
 GREY_CHROMA_THRESHOLD = 3.0  # mean |ab| below this (Lab units) counts as a grey image
-
-
-def find_images(folders: list[Path]) -> list[Path]:
-    """All image files (by suffix) under the given folders, recursively, sorted, each once.
-
-    Raises:
-        FileNotFoundError: a folder does not exist.
-    """
-    found: list[Path] = []
-    for folder in folders:
-        folder = Path(folder)
-        if not folder.exists():
-            raise FileNotFoundError(f"{folder}: no such folder")
-        if folder.is_file():
-            found.append(folder)
-            continue
-        found += [p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
-    return sorted(set(found))
-
-
-def is_held_out(path: Path, fraction: float) -> bool:
-    """Whether ``path`` falls in the held-out ``fraction`` of its folder.
-
-    Decided by a hash of the file name alone, so the split is the same on every machine and
-    for every copy of a data set; ``vidcolor train --hold-out`` and ``vidcolor eval --held-out``
-    agree on it.
-    """
-    if fraction <= 0:
-        return False
-    digest = hashlib.sha1(path.name.encode("utf-8", "surrogateescape")).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
 
 
 @dataclass(frozen=True)
@@ -120,18 +89,25 @@ def sampling_probabilities(owners: list[int], sources: list[DataSource]) -> torc
     return per_image / per_image.sum()
 
 
-def _load_square(path: Path, size: int) -> np.ndarray | None:
-    """Read an image as ``(size, size, 3)`` uint8 RGB (short side resized, centre crop)."""
+def load_square(path: Path, size: int) -> np.ndarray | None:
+    """Read an image as ``(size, size, 3)`` uint8 RGB (short side resized, centre crop), or None.
+
+    Read as colorizing reads photos (:func:`vidcolor.image.read_image`: EXIF orientation
+    applied, 16-bit files at full precision until the final rounding, alpha dropped); None for
+    a file that cannot be read as an image.
+    """
     try:
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-            scale = size / min(image.size)
-            width, height = (max(size, round(d * scale)) for d in image.size)
-            image = image.resize((width, height), Image.Resampling.BICUBIC)
-            left, top = (width - size) // 2, (height - size) // 2
-            return np.asarray(image.crop((left, top, left + size, top + size)))
-    except (OSError, UnidentifiedImageError, ValueError):
+        rgb = read_image(path).rgb
+    except VidcolorError:
         return None
+    height, width = rgb.shape[:2]
+    scale = size / min(height, width)
+    new_width, new_height = max(size, round(width * scale)), max(size, round(height * scale))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    resized = cv2.resize(rgb, (new_width, new_height), interpolation=interpolation)
+    left, top = (new_width - size) // 2, (new_height - size) // 2
+    square = resized[top : top + size, left : left + size]
+    return np.round(np.clip(square, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def mean_chroma(rgb_uint8: torch.Tensor) -> torch.Tensor:
@@ -161,7 +137,7 @@ def load_image_set(paths: list[Path], cache_size: int, workers: int = 2, progres
     unreadable = 0
 
     def load(path: Path) -> np.ndarray | None:
-        return _load_square(path, cache_size)
+        return load_square(path, cache_size)
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for path, array in zip(paths, pool.map(load, paths), strict=True):

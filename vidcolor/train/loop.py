@@ -12,7 +12,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -25,14 +25,14 @@ from vidcolor.colorizer import Colorizer
 from vidcolor.decoding import DecodeSettings
 from vidcolor.errors import VidcolorError
 from vidcolor.evaluation import evaluate_photos
+from vidcolor.inputs import find_images, is_held_out
 from vidcolor.models import TRAINABLE, ColorNet, build_model, load_model, save_model
 from vidcolor.models.lite0_unet import Lite0UNet, load_imagenet_encoder
+from vidcolor.train.config import TrainConfig
 from vidcolor.train.data import (
     DataSource,
     assign_sources,
     degrade_lightness,
-    find_images,
-    is_held_out,
     load_image_set,
     random_crops,
     sampling_probabilities,
@@ -46,46 +46,6 @@ VALIDATION_DECODING = DecodeSettings(method="mean", temperature=1.0, temporal=Fa
 CHECKPOINT_NAME = "checkpoint.pt"
 MODEL_NAME = "model.safetensors"
 SNAPSHOTS = "snapshots"  # the weight average at every validation, OUT/snapshots/step-NNNNNNN.safetensors
-
-
-@dataclass
-class TrainConfig:
-    """Everything a training run depends on (saved in checkpoints and the model card)."""
-
-    data: list[str]  # FOLDER or FOLDER=WEIGHT (sampling share)
-    out: str = "runs/train"
-    val: str | None = None
-    arch: str = "lite0-unet"
-    loss: str = "classification"  # or "regression"
-    bins: str = "gamut"  # or "data"
-    size: int = 128  # crop side during training
-    epochs: int | None = None
-    steps: int | None = None
-    max_minutes: float | None = None
-    batch_size: int = 32
-    lr: float = 1e-3  # the decoder's (everything trained from scratch)
-    encoder_lr: float | None = None  # the pretrained encoder's; None: lr / 5
-    ema: float = 0.999  # decay of the exponential moving average of the weights (0: none)
-    hold_out: float = 0.0  # fraction of each training folder kept out (by file-name hash)
-    weight_decay: float = 1e-4
-    warmup_steps: int = 200
-    rebalance_lambda: float = 0.5
-    degrade: bool = False
-    workers: int = 2
-    checkpoint_every: int = 500
-    val_every: int | None = None  # steps between validations; None: every epoch
-    val_limit: int | None = None
-    val_size: int = 256
-    device: str = "auto"
-    init: str | None = None  # start from these weights (an exported .safetensors), fresh optimiser
-    seed: int = 0
-    net: dict = field(default_factory=dict)  # the architecture's configuration (its defaults when empty)
-    command: str = ""
-
-    @property
-    def cache_size(self) -> int:
-        """Side of the square images held in memory (crops are cut from them)."""
-        return int(math.ceil(self.size * 1.25 / 16) * 16)
 
 
 def _progress(console: Console) -> Progress:

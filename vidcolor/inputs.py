@@ -1,0 +1,119 @@
+"""Which files vidcolor works on: tell images from films, expand folders, split held-out files.
+
+One home for input discovery, used by ``vidcolor`` (colorize), ``vidcolor eval`` and
+``vidcolor train``:
+
+* :func:`sniff_kind` tells an image from a film by the file's content, not its name;
+* :func:`expand_inputs` turns the folders among the command's inputs into the image and film
+  files they hold;
+* :func:`find_images` walks training and validation folders for images;
+* :func:`is_held_out` is the file-name-hash split shared by ``train --hold-out`` and
+  ``eval --held-out``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+import av
+from PIL import Image, UnidentifiedImageError
+
+from vidcolor.errors import VidcolorError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"}
+VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv", ".flv", ".ogv"}
+# ffmpeg demuxers that take any file by its name or as raw bytes: never a film.
+NOT_VIDEO_FORMATS = {"image2", "tty", "data", "rawvideo", "bin"}
+# Pillow formats that may hold an animation (then read as a film when FFmpeg can).
+ANIMATED_FORMATS = ("GIF", "WEBP", "PNG")
+
+
+def sniff_kind(path: Path) -> str:
+    """``"image"`` or ``"video"``, decided by the file's content.
+
+    Raises:
+        VidcolorError: missing, empty, a folder, or neither an image nor a video.
+    """
+    if not path.exists():
+        raise VidcolorError(f"{path}: no such file")
+    if path.is_dir():
+        raise VidcolorError(f"{path}: is a folder")
+    if path.stat().st_size == 0:
+        raise VidcolorError(f"{path}: empty file")
+    try:
+        with Image.open(path) as image:
+            if getattr(image, "n_frames", 1) == 1 or image.format not in ANIMATED_FORMATS:
+                return "image"
+    except UnidentifiedImageError:
+        pass
+    except OSError as error:
+        raise VidcolorError(f"{path}: unreadable or truncated image ({error})") from None
+    try:
+        with av.open(str(path)) as container:
+            name = container.format.name
+            if name in NOT_VIDEO_FORMATS or name.endswith("_pipe"):
+                raise VidcolorError(f"{path}: neither an image nor a video vidcolor can read")
+            if container.streams.video:
+                return "video"
+            raise VidcolorError(f"{path}: has no video stream")
+    except av.error.FFmpegError:
+        raise VidcolorError(f"{path}: neither an image nor a video vidcolor can read") from None
+
+
+def expand_inputs(
+    inputs: list[Path], recursive: bool = False, report: Callable[[str], None] | None = None
+) -> list[Path]:
+    """Folders become the image and video files they hold (sorted; sub-folders too if ``recursive``).
+
+    Files are kept as given (their kind is sniffed later). A folder with no image or video file
+    is passed to ``report`` (a callable taking the message) and skipped; without ``report`` it
+    raises :class:`VidcolorError`.
+    """
+    files: list[Path] = []
+    for item in inputs:
+        if not item.is_dir():
+            files.append(item)
+            continue
+        candidates = item.rglob("*") if recursive else item.iterdir()
+        found = sorted(p for p in candidates if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+        if not found:
+            message = f"{item}: no image or video files in this folder"
+            if report is None:
+                raise VidcolorError(message)
+            report(message)
+        files += found
+    return files
+
+
+def find_images(folders: list[Path]) -> list[Path]:
+    """All image files (by suffix) under the given folders, recursively, sorted, each once.
+
+    A file given instead of a folder is kept as it is.
+
+    Raises:
+        FileNotFoundError: a folder does not exist.
+    """
+    found: list[Path] = []
+    for folder in map(Path, folders):
+        if not folder.exists():
+            raise FileNotFoundError(f"{folder}: no such folder")
+        if folder.is_file():
+            found.append(folder)
+            continue
+        found += [p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+    return sorted(set(found))
+
+
+def is_held_out(path: Path, fraction: float) -> bool:
+    """Whether ``path`` falls in the held-out ``fraction`` of its folder.
+
+    Decided by a hash of the file name alone, so the split is the same on every machine and
+    for every copy of a data set; ``vidcolor train --hold-out`` and ``vidcolor eval --held-out``
+    agree on it.
+    """
+    if fraction <= 0:
+        return False
+    digest = hashlib.sha1(path.name.encode("utf-8", "surrogateescape")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
