@@ -237,19 +237,41 @@ def _progress_bar(console: Console, quiet: bool) -> Progress:
     )
 
 
-def _run_stages(source: Path, stages: list[threading.Thread], failure: _Failure, show: Callable[[], None]) -> None:
-    """Start the stage threads, call ``show`` while they run, and wait for them to end.
+def _run_pipeline(
+    film: SourceFilm,
+    output: FilmOutput,
+    colorize_chroma: Callable,
+    batch_size: int,
+    failure: _Failure,
+    progress: Progress,
+) -> FilmReader:
+    """Run the read, colour and write stages over the whole film, showing progress.
+
+    Returns the reader (its counts go into the summary).
 
     Raises:
         KeyboardInterrupt: the run was interrupted.
-        VidcolorError: a stage failed (``source``, then its error or the exception it raised).
+        VidcolorError: a stage failed (the film's path, then its error or the exception it raised).
     """
+    frames: queue.Queue = queue.Queue(maxsize=READ_QUEUE_ITEMS)
+    batches: queue.Queue = queue.Queue(maxsize=BATCH_QUEUE_BATCHES)
+    reader = FilmReader(film, output.keeps, lambda item: _put(frames, item, failure), failure.stop.is_set)
+    stages = [
+        threading.Thread(target=_read_stage, args=(reader, frames, failure), daemon=True),
+        threading.Thread(
+            target=_colour_stage, args=(frames, batches, colorize_chroma, batch_size, failure), daemon=True
+        ),
+        threading.Thread(target=_write_stage, args=(batches, output, failure), daemon=True),
+    ]
+    task = progress.add_task(film.path.name, total=film.expected_frames, fps="-")
+    started = time.perf_counter()
     for thread in stages:
         thread.start()
     try:
         while any(t.is_alive() for t in stages) and not failure.stop.is_set():
             stages[-1].join(timeout=0.2)
-            show()
+            fps = output.frames / max(time.perf_counter() - started, 1e-9)
+            progress.update(task, completed=output.frames, fps=f"{fps:.1f}")
     except KeyboardInterrupt:
         failure.record(KeyboardInterrupt())
     for thread in stages:
@@ -258,9 +280,10 @@ def _run_stages(source: Path, stages: list[threading.Thread], failure: _Failure,
     if isinstance(error, KeyboardInterrupt):
         raise KeyboardInterrupt
     if isinstance(error, VidcolorError):
-        raise VidcolorError(f"{source}: {error}") from None
+        raise VidcolorError(f"{film.path}: {error}") from None
     if error is not None:
-        raise VidcolorError(f"{source}: {type(error).__name__}: {error}") from error
+        raise VidcolorError(f"{film.path}: {type(error).__name__}: {error}") from error
+    return reader
 
 
 def _check_complete(film: SourceFilm, reader: FilmReader, output: FilmOutput) -> None:
@@ -301,25 +324,9 @@ def colorize_video(
             output = FilmOutput(target, film, options.codec, options.crf, options.preset)
             try:
                 state = FilmState() if colorizer.decode.temporal else None
-                frames: queue.Queue = queue.Queue(maxsize=READ_QUEUE_ITEMS)
-                batches: queue.Queue = queue.Queue(maxsize=BATCH_QUEUE_BATCHES)
-                reader = FilmReader(film, output.keeps, lambda item: _put(frames, item, failure), failure.stop.is_set)
                 chroma = make_chroma_function(colorizer, state, film.encoding)
-                stages = [
-                    threading.Thread(target=_read_stage, args=(reader, frames, failure), daemon=True),
-                    threading.Thread(
-                        target=_colour_stage, args=(frames, batches, chroma, options.batch_size, failure), daemon=True
-                    ),
-                    threading.Thread(target=_write_stage, args=(batches, output, failure), daemon=True),
-                ]
                 with _progress_bar(console, quiet) as progress:
-                    task = progress.add_task(source.name, total=film.expected_frames, fps="-")
-
-                    def show() -> None:
-                        fps = output.frames / max(time.perf_counter() - started, 1e-9)
-                        progress.update(task, completed=output.frames, fps=f"{fps:.1f}")
-
-                    _run_stages(source, stages, failure, show)
+                    reader = _run_pipeline(film, output, chroma, options.batch_size, failure, progress)
                 _check_complete(film, reader, output)
                 output.finish()
             finally:
