@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,20 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 
 torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def export_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache of exported networks for the whole session (the CLI's children inherit it), so
+    that tests never write to the user's own cache."""
+    folder = tmp_path_factory.mktemp("vidcolor-cache")
+    previous = os.environ.get("VIDCOLOR_CACHE")
+    os.environ["VIDCOLOR_CACHE"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("VIDCOLOR_CACHE", None)
+    else:
+        os.environ["VIDCOLOR_CACHE"] = previous
 
 
 @pytest.fixture

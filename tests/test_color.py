@@ -3,6 +3,7 @@ import pytest
 import torch
 from skimage import color as skcolor
 
+from vidcolor.chroma import luma_to_lightness_8bit, luma_to_unit
 from vidcolor.color import compose_lab, lab_to_rgb, lightness_to_luma, luma_to_lightness, rgb_to_lab
 
 EDGE_COLOURS = np.array(
@@ -74,3 +75,12 @@ def test_grey_level_lightness_matches_lab_and_inverts(rng):
 def test_compose_lab_concatenates_channels():
     lab = compose_lab(torch.full((2, 1, 4, 4), 50.0), torch.zeros(2, 2, 4, 4))
     assert lab.shape == (2, 3, 4, 4) and float(lab[:, 0].mean()) == 50.0
+
+
+@pytest.mark.parametrize("full_range", [False, True])
+def test_8bit_luma_look_up_matches_the_transfer_formula(full_range):
+    luma = torch.arange(256, dtype=torch.uint8).reshape(1, 16, 16).repeat(2, 1, 1)
+    looked_up = luma_to_lightness_8bit(luma, full_range)
+    assert looked_up.shape == (2, 1, 16, 16) and looked_up.dtype == torch.float32
+    torch.testing.assert_close(looked_up, luma_to_lightness(luma_to_unit(luma, full_range)), atol=1e-4, rtol=0)
+    assert looked_up[0, 0, 0, 0] == 0 and abs(looked_up[0, 0, -1, -1].item() - 100) < 1e-3

@@ -7,6 +7,9 @@ resolution, converted to R'G'B' and then to Cb/Cr with the BT.601 or BT.709 matr
 
 from __future__ import annotations
 
+import functools
+
+import numpy as np
 import torch
 from torch.nn import functional
 
@@ -23,6 +26,26 @@ def luma_to_unit(luma: torch.Tensor, full_range: bool) -> torch.Tensor:
     values = luma.float()
     unit = values / 255.0 if full_range else (values - 16.0) / 219.0
     return unit.clamp(0.0, 1.0)[:, None]
+
+
+@functools.lru_cache(maxsize=2)
+def lightness_table(full_range: bool) -> np.ndarray:
+    """``(256,)`` float32: the lightness L in [0, 100] of each 8-bit Y' code."""
+    codes = torch.arange(256, dtype=torch.uint8)[None, None]
+    return luma_to_lightness(luma_to_unit(codes, full_range).double()).float().reshape(256).numpy()
+
+
+def luma_to_lightness_8bit(luma: torch.Tensor, full_range: bool) -> torch.Tensor:
+    """uint8 Y' ``(B, H, W)`` -> L ``(B, 1, H, W)`` float32 in [0, 100], by table look-up.
+
+    Y' has only 256 values, so the transfer function is evaluated 256 times instead of once per
+    pixel (at 1920x1080 the per-pixel formula took a third of the film pipeline's time). On the
+    CPU the look-up is NumPy's integer indexing, about 20x the formula; on a GPU, torch's.
+    """
+    table = lightness_table(full_range)
+    if luma.device.type == "cpu":
+        return torch.from_numpy(table[luma.numpy()])[:, None]
+    return torch.from_numpy(table).to(luma.device)[luma.long()][:, None]
 
 
 def rgb_to_chroma(rgb: torch.Tensor, full_range: bool, matrix: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,7 +82,7 @@ def chroma_planes(
     luma = luma.to(colorizer.device, non_blocking=True)
     height, width = luma.shape[-2:]
     chroma_size = ((height + 1) // 2, (width + 1) // 2)
-    lightness = luma_to_lightness(luma_to_unit(luma, full_range))
+    lightness = luma_to_lightness_8bit(luma, full_range)
     ab = colorizer.ab_lowres(lightness, state)
     lightness_small = functional.interpolate(lightness, size=chroma_size, mode="area")
     rgb = lab_to_rgb(compose_lab(lightness_small, upsample_ab(ab, chroma_size)))

@@ -21,6 +21,7 @@ from vidcolor.errors import VidcolorError  # noqa: E402
 from vidcolor.models.vidnet import VidNetConfig  # noqa: E402
 from vidcolor.mrf import MRFSettings  # noqa: E402
 from vidcolor.runner import run_colorize  # noqa: E402
+from vidcolor.runtime import RUNTIMES  # noqa: E402
 from vidcolor.train.config import TrainConfig  # noqa: E402
 from vidcolor.video import VideoOptions  # noqa: E402
 
@@ -80,6 +81,14 @@ def model_options(function):
         click.option(
             "--temperature", type=float, help=f"Temperature of the annealed mean (default {ANNEAL_TEMPERATURE})."
         ),
+        click.option(
+            "--runtime",
+            type=click.Choice(RUNTIMES),
+            default="auto",
+            show_default=True,
+            help="Where the network runs: auto picks OpenVINO, else ONNX Runtime, on the CPU (exported once "
+            "and cached) and PyTorch on a GPU.",
+        ),
     ]
     for option in reversed(options):
         function = option(function)
@@ -138,6 +147,7 @@ def colorize(
     size: int,
     device: str,
     temperature: float | None,
+    runtime: str,
     decode_method: str | None,
     mrf_iters: int,
     mrf_sigma: float,
@@ -167,6 +177,7 @@ def colorize(
         device=device,
         decode_method=decode_method,
         temperature=temperature,
+        runtime=runtime,
         overwrite=overwrite,
         quiet=quiet,
         video_options=VideoOptions(codec=codec, crf=crf, preset=preset, batch_size=batch_size),
@@ -371,6 +382,7 @@ def evaluate(
     size: int,
     device: str,
     temperature: float | None,
+    runtime: str,
     decodings: tuple[str, ...],
     max_frames: int,
     held_out: float | None,
@@ -382,7 +394,13 @@ def evaluate(
 
     try:
         colorizer = build_colorizer(
-            model, size, device, decodings[0] if decodings else None, temperature, temporal=not no_temporal
+            model,
+            size,
+            device,
+            decodings[0] if decodings else None,
+            temperature,
+            temporal=not no_temporal,
+            runtime=runtime,
         )
     except VidcolorError as error:
         click.echo(f"vidcolor: error: {error}", err=True)

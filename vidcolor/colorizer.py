@@ -7,8 +7,6 @@ from the command line's choices and the model card's defaults.
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import torch
 from torch.nn import functional
@@ -20,6 +18,7 @@ from vidcolor.errors import VidcolorError
 from vidcolor.models.base import ColorNet
 from vidcolor.models.loading import load_model, model_card
 from vidcolor.mrf import MRFSettings
+from vidcolor.runtime import make_runner, resolve_runtime
 
 DEFAULT_SIZE = 256
 
@@ -43,6 +42,8 @@ class Colorizer:
         size: the network's input side in pixels (a multiple of 16).
         decode: the decoding of classification outputs.
         half: run under fp16/bf16 autocast on CUDA (ignored on the CPU).
+        runtime: ``torch``, ``openvino``, ``onnxruntime`` or ``auto`` (see :mod:`vidcolor.runtime`);
+            the network is exported (and cached) for the runtimes other than torch.
     """
 
     def __init__(
@@ -52,25 +53,18 @@ class Colorizer:
         size: int = DEFAULT_SIZE,
         decode: DecodeSettings | None = None,
         half: bool = True,
+        runtime: str = "torch",
     ) -> None:
         multiple = model.input_multiple
         if size < multiple or size % multiple:
             raise VidcolorError(f"--size must be a positive multiple of {multiple} for this model, got {size}")
         self.device = torch.device(device)
-        # channels_last on the CPU: 1.36-1.40x the frames/s of the default model at batch 8 (oneDNN's
-        # native layout; measured on 2 threads, 256 px). The weights are the same, only their layout.
-        self.memory_format = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
-        self.model = model.to(self.device, memory_format=self.memory_format).eval()
+        self.model = model.to(self.device).eval()
         self.size = size
         self.decode = decode or DecodeSettings()
         self.decoder = Decoder(self.decode, model.bins, model.kind, self.device)
-        self.half = half and self.device.type == "cuda"
-        self.autocast_dtype = torch.bfloat16 if self.half and torch.cuda.is_bf16_supported() else torch.float16
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.half:
-            return torch.autocast("cuda", dtype=self.autocast_dtype)
-        return contextlib.nullcontext()
+        self.runtime = resolve_runtime(runtime, self.device)
+        self.run_network = make_runner(self.model, self.runtime, self.device, size, half and self.device.type == "cuda")
 
     @torch.inference_mode()
     def logits(self, lightness: torch.Tensor) -> torch.Tensor:
@@ -87,9 +81,7 @@ class Colorizer:
             lightness = functional.interpolate(
                 lightness, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False
             )
-        with self._autocast():
-            out = self.model(normalize_lightness(lightness).contiguous(memory_format=self.memory_format))
-        return out.float()
+        return self.run_network(normalize_lightness(lightness))
 
     @torch.inference_mode()
     def ab_lowres(self, lightness: torch.Tensor, state: FilmState | None = None) -> torch.Tensor:
@@ -148,6 +140,7 @@ def build_colorizer(
     mrf: MRFSettings | None = None,
     temporal: bool = True,
     reference: np.ndarray | None = None,
+    runtime: str = "auto",
 ) -> Colorizer:
     """Load ``model`` and wrap it with the chosen decoding, or the one its card recommends.
 
@@ -160,6 +153,8 @@ def build_colorizer(
         mrf: the Potts model's settings (default: :class:`MRFSettings`).
         temporal: link each film frame to the previous one.
         reference: ``(23, 23)`` ab histogram of a colour reference image, or None.
+        runtime: where the network runs (:data:`vidcolor.runtime.RUNTIMES`); ``auto`` picks the
+            fastest one installed for the device.
 
     Raises:
         VidcolorError: the model cannot be loaded, the device is missing, or the decoding does
@@ -173,4 +168,4 @@ def build_colorizer(
     if network.kind == "regression" and decode_method not in (None, "annealed"):
         raise VidcolorError(f"{model}: predicts ab directly, so --decode {decode_method} does not apply to it")
     settings = DecodeSettings(method, temperature, mrf=mrf or MRFSettings(), temporal=temporal, reference=reference)
-    return Colorizer(network, resolve_device(device), size, settings)
+    return Colorizer(network, resolve_device(device), size, settings, runtime=runtime)

@@ -72,6 +72,7 @@ def run_colorize(
     device: str,
     decode_method: str | None,
     temperature: float | None,
+    runtime: str = "auto",
     overwrite: bool,
     quiet: bool,
     video_options: VideoOptions | None = None,
@@ -100,7 +101,9 @@ def run_colorize(
 
     try:
         histogram = reference_histogram(reference) if reference is not None else None
-        colorizer = build_colorizer(model, size, device, decode_method, temperature, mrf, temporal, histogram)
+        colorizer = build_colorizer(
+            model, size, device, decode_method, temperature, mrf, temporal, histogram, runtime=runtime
+        )
     except VidcolorError as error:
         report(str(error))
         return failures

@@ -1,0 +1,280 @@
+"""Where the network runs: PyTorch itself, or the model exported to an inference runtime.
+
+PyTorch's eager mode leaves much of a CPU unused. On the CPU, vidcolor exports the network
+once per weights, input size and runtime version, caches the export, and runs it with
+OpenVINO (the default dependency: ``openvino.convert_model`` converts the PyTorch module
+directly, no ONNX needed) or ONNX Runtime (the ``onnx`` extra). On CUDA the network runs in
+PyTorch. Every runner takes the network's normalised input ``(B, 1, S, S)`` float32 and
+returns its float32 output on the colorizer's device; the batch size B may vary, the side S
+is fixed per runner.
+
+Cache entries live under ``$VIDCOLOR_CACHE`` (default ``$XDG_CACHE_HOME/vidcolor`` or
+``~/.cache/vidcolor``), in ``runtimes/``, named by a hash of everything the export depends on
+(the network's class and every weight, the input size, the runtime's and torch's versions).
+Files are written under temporary names and renamed; a manifest holding every file's SHA-256 is
+written last. An entry whose manifest is missing or whose files do not match it is rebuilt,
+never used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vidcolor.errors import VidcolorError
+from vidcolor.models.base import ColorNet
+
+RUNTIMES = ("auto", "torch", "openvino", "onnxruntime")
+# What `auto` tries on the CPU, fastest first (bench_model.py: OpenVINO about 3.5x eager PyTorch
+# at batch 8 on 2 threads, ONNX Runtime about 2x).
+CPU_PREFERENCE = ("openvino", "onnxruntime")
+INSTALL_HINT = {"openvino": "pip install openvino", "onnxruntime": "pip install 'vidcolor[onnx]'"}
+ONNX_OPSET = 17
+INPUT_NAME, OUTPUT_NAME = "lightness", "output"
+
+Runner = Callable[[torch.Tensor], torch.Tensor]
+
+
+def installed(runtime: str) -> bool:
+    """Whether the packages ``runtime`` needs can be imported (torch always can)."""
+    if runtime == "torch":
+        return True
+    needs = {"openvino": ("openvino",), "onnxruntime": ("onnxruntime", "onnx")}[runtime]
+    return all(importlib.util.find_spec(name) is not None for name in needs)
+
+
+def resolve_runtime(name: str, device: torch.device) -> str:
+    """The runtime that ``--runtime name`` means on ``device``.
+
+    ``auto``: PyTorch on CUDA; on the CPU the fastest runtime installed (OpenVINO, then ONNX
+    Runtime, then PyTorch).
+
+    Raises:
+        VidcolorError: an unknown runtime, one that is not installed, or a CPU runtime asked for
+        on a GPU.
+    """
+    if name not in RUNTIMES:
+        raise VidcolorError(f"--runtime must be one of {', '.join(RUNTIMES)}, got {name!r}")
+    if name == "auto":
+        if device.type != "cpu":
+            return "torch"
+        return next((r for r in CPU_PREFERENCE if installed(r)), "torch")
+    if name != "torch" and device.type != "cpu":
+        raise VidcolorError(f"--runtime {name} runs on the CPU; use --runtime torch (or auto) with --device {device}")
+    if not installed(name):
+        raise VidcolorError(f"--runtime {name}: not installed ({INSTALL_HINT[name]})")
+    return name
+
+
+def cache_root() -> Path:
+    """The folder for cached exports: ``$VIDCOLOR_CACHE``, else ``$XDG_CACHE_HOME/vidcolor``."""
+    if os.environ.get("VIDCOLOR_CACHE"):
+        return Path(os.environ["VIDCOLOR_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "vidcolor"
+
+
+def _version(runtime: str) -> str:
+    if runtime == "openvino":
+        import openvino
+
+        return openvino.__version__
+    import onnxruntime
+
+    return onnxruntime.__version__
+
+
+def export_key(model: ColorNet, runtime: str, size: int) -> str:
+    """A hash of everything an export depends on: the network's class and weights, the input
+    side, the runtime's and torch's versions."""
+    digest = hashlib.sha256()
+    digest.update(f"{type(model).__module__}.{type(model).__qualname__}|{size}|{runtime}".encode())
+    digest.update(f"|{_version(runtime)}|{torch.__version__}".encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        value = tensor.detach().cpu().contiguous()
+        digest.update(f"|{name}|{value.dtype}|{tuple(value.shape)}|".encode())
+        digest.update(value.view(-1).view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+    return digest.hexdigest()[:32]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class ExportCache:
+    """Exported networks on disk, one entry per key: its files and a manifest of their hashes."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.folder = (root or cache_root()) / "runtimes"
+
+    def _manifest(self, key: str) -> Path:
+        return self.folder / f"{key}.json"
+
+    def lookup(self, key: str) -> dict[str, Path] | None:
+        """The entry's files by role (e.g. ``{"model": ...}``) if whole and unchanged, else None."""
+        try:
+            manifest = json.loads(self._manifest(key).read_text())
+            files = {role: self.folder / entry["name"] for role, entry in manifest["files"].items()}
+            if all(_sha256(files[role]) == entry["sha256"] for role, entry in manifest["files"].items()):
+                return files
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        return None
+
+    def store(self, key: str, write: Callable[[Path], dict[str, Path]]) -> dict[str, Path]:
+        """Build an entry: ``write(folder)`` writes the files into a scratch folder and returns them
+        by role; they are moved into the cache and the manifest written last.
+
+        Raises:
+            OSError: the cache folder cannot be written.
+        """
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.folder, prefix=f".{key}.") as scratch:
+            written = write(Path(scratch))
+            files: dict[str, Path] = {}
+            entries = {}
+            for role, path in written.items():
+                target = self.folder / f"{key}{''.join(path.suffixes)}"
+                entries[role] = {"name": target.name, "sha256": _sha256(path)}
+                os.replace(path, target)
+                files[role] = target
+            manifest = Path(scratch) / "manifest.json"
+            manifest.write_text(json.dumps({"files": entries}, indent=1))
+            os.replace(manifest, self._manifest(key))
+        return files
+
+
+def _example(size: int) -> torch.Tensor:
+    return torch.zeros(1, 1, size, size)
+
+
+def _write_openvino(model: ColorNet, size: int, folder: Path) -> dict[str, Path]:
+    import openvino
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit.trace's deprecation notices
+        converted = openvino.convert_model(
+            model, example_input=_example(size), input=[openvino.PartialShape([-1, 1, size, size])]
+        )
+    xml = folder / "model.xml"
+    openvino.save_model(converted, str(xml), compress_to_fp16=False)
+    return {"model": xml, "weights": xml.with_suffix(".bin")}
+
+
+def _write_onnx(model: ColorNet, size: int, folder: Path) -> dict[str, Path]:
+    path = folder / "model.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(
+            model,
+            (_example(size),),
+            str(path),
+            dynamo=False,
+            opset_version=ONNX_OPSET,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+        )
+    return {"model": path}
+
+
+def _exported(model: ColorNet, runtime: str, size: int, cache: ExportCache | None) -> dict[str, Path]:
+    """The cached export of ``model`` for ``runtime`` (built when missing or damaged)."""
+    write = {"openvino": _write_openvino, "onnxruntime": _write_onnx}[runtime]
+    cache = cache or ExportCache()
+    key = export_key(model, runtime, size)
+    files = cache.lookup(key)
+    if files is not None:
+        return files
+    model = model.float().eval()
+    with torch.no_grad():
+        return cache.store(key, lambda folder: write(model, size, folder))
+
+
+def _openvino_runner(files: dict[str, Path], threads: int) -> Runner:
+    import openvino
+
+    core = openvino.Core()
+    compiled = core.compile_model(
+        core.read_model(str(files["model"])),
+        "CPU",
+        {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"},
+    )
+    request = compiled.create_infer_request()
+
+    def run(net_input: torch.Tensor) -> torch.Tensor:
+        result = request.infer({0: np.ascontiguousarray(net_input.numpy(), dtype=np.float32)}, share_inputs=True)
+        return torch.from_numpy(np.array(result[compiled.output(0)], copy=True))
+
+    return run
+
+
+def _onnx_runner(files: dict[str, Path], threads: int) -> Runner:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = onnxruntime.InferenceSession(str(files["model"]), options, providers=["CPUExecutionProvider"])
+
+    def run(net_input: torch.Tensor) -> torch.Tensor:
+        (out,) = session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(net_input.numpy(), dtype=np.float32)})
+        return torch.from_numpy(out)
+
+    return run
+
+
+def torch_runner(model: ColorNet, device: torch.device, half: bool) -> Runner:
+    """Run ``model`` (already on ``device``, eval mode) in PyTorch, channels_last on the CPU
+    (oneDNN's native layout: about 1.4x the frames/s of NCHW for the default model), under
+    bf16/fp16 autocast on CUDA when ``half``."""
+    memory_format = torch.channels_last if device.type == "cpu" else torch.contiguous_format
+    model.to(memory_format=memory_format)
+    dtype = torch.bfloat16 if half and torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float16
+
+    def run(net_input: torch.Tensor) -> torch.Tensor:
+        autocast = torch.autocast("cuda", dtype=dtype) if half else contextlib.nullcontext()
+        with autocast:
+            return model(net_input.contiguous(memory_format=memory_format)).float()
+
+    return run
+
+
+def make_runner(
+    model: ColorNet, runtime: str, device: torch.device, size: int, half: bool, cache: ExportCache | None = None
+) -> Runner:
+    """A function running ``model`` on ``(B, 1, size, size)`` input with ``runtime`` (resolved,
+    not ``auto``).
+
+    An export the cache cannot hold (e.g. a read-only home) is built in a scratch folder for
+    this run only.
+
+    Raises:
+        VidcolorError: the export or the runtime's compilation failed.
+    """
+    if runtime == "torch":
+        return torch_runner(model, device, half)
+    build = _openvino_runner if runtime == "openvino" else _onnx_runner
+    threads = torch.get_num_threads()
+    try:
+        try:
+            return build(_exported(model, runtime, size, cache), threads)
+        except OSError:
+            with tempfile.TemporaryDirectory() as scratch:
+                return build(_exported(model, runtime, size, ExportCache(Path(scratch))), threads)
+    except Exception as error:  # noqa: BLE001 - the runtimes raise their own exception types
+        raise VidcolorError(f"--runtime {runtime}: could not prepare the network ({error})") from error
