@@ -138,6 +138,12 @@ def model_options(function):
 @click.option("--codec", help="Video encoder for films (default libx264; libvpx-vp9 for .webm).")
 @option_from(VideoOptions, "crf", "--crf", type=int, help="Constant rate factor (libx264/libx265).")
 @option_from(VideoOptions, "preset", "--preset", help="Encoder preset (libx264/libx265).")
+@click.option(
+    "--accept-truncated",
+    is_flag=True,
+    help="Colorize a film whose frames end short of the length it declares (with a notice saying what is "
+    "missing) instead of refusing it.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors and a final summary.")
 def colorize(
@@ -158,6 +164,7 @@ def colorize(
     codec: str | None,
     crf: int,
     preset: str,
+    accept_truncated: bool,
     overwrite: bool,
     quiet: bool,
 ) -> None:
@@ -180,7 +187,9 @@ def colorize(
         runtime=runtime,
         overwrite=overwrite,
         quiet=quiet,
-        video_options=VideoOptions(codec=codec, crf=crf, preset=preset, batch_size=batch_size),
+        video_options=VideoOptions(
+            codec=codec, crf=crf, preset=preset, batch_size=batch_size, accept_truncated=accept_truncated
+        ),
         mrf=MRFSettings(iterations=mrf_iters, sigma=mrf_sigma, unary=mrf_unary),
         temporal=not no_temporal,
         reference=reference,

@@ -63,8 +63,17 @@ class Colorizer:
         self.size = size
         self.decode = decode or DecodeSettings()
         self.decoder = Decoder(self.decode, model.bins, model.kind, self.device)
+        half = half and self.device.type == "cuda"
         self.runtime = resolve_runtime(runtime, self.device)
-        self.run_network = make_runner(self.model, self.runtime, self.device, size, half and self.device.type == "cuda")
+        self.notices: list[str] = []  # for the user: e.g. a runtime that could not be used
+        try:
+            self.run_network = make_runner(self.model, self.runtime, self.device, size, half)
+        except VidcolorError as error:
+            if runtime != "auto":
+                raise
+            self.notices.append(f"{error}; running it in PyTorch instead")
+            self.runtime = "torch"
+            self.run_network = make_runner(self.model, "torch", self.device, size, half)
 
     @torch.inference_mode()
     def logits(self, lightness: torch.Tensor) -> torch.Tensor:

@@ -110,13 +110,26 @@ class SourceFilm:
         self.close()
 
     @property
-    def declared_seconds(self) -> float | None:
-        """The film's length in seconds as its container declares it, if it does."""
+    def declared_end(self) -> tuple[float, bool] | None:
+        """When the film ends (seconds on its timeline) as the file declares it, and whether that
+        is the video stream's own declaration (MP4/MOV stream duration, Matroska/WebM track
+        ``DURATION`` tag) rather than the whole container's (which covers every stream); None
+        when nothing is declared."""
+        start = float((self.stream.start_time or 0) * self.stream.time_base) if self.stream.time_base else 0.0
         if self.stream.duration and self.stream.time_base:
-            return float(self.stream.duration * self.stream.time_base)
+            return start + float(self.stream.duration * self.stream.time_base), True
+        tagged = _parse_clock(self.stream.metadata.get("DURATION") or self.stream.metadata.get("duration"))
+        if tagged:
+            return start + tagged, True
         if self.container.duration:
-            return self.container.duration / av.time_base
+            return ((self.container.start_time or 0) + self.container.duration) / av.time_base, False
         return None
+
+    @property
+    def frame_seconds(self) -> float:
+        """The nominal duration of one frame (1 / the average frame rate; 1/25 when unknown)."""
+        rate = self.stream.average_rate or self.stream.guessed_rate
+        return 1.0 / float(rate) if rate else 1.0 / 25
 
     @property
     def expected_frames(self) -> int | None:
@@ -126,6 +139,15 @@ class SourceFilm:
         rate = self.stream.average_rate or self.stream.guessed_rate
         if self.container.duration and rate:
             return int(round(self.container.duration / av.time_base * float(rate)))
+        return None
+
+
+def _parse_clock(text: str | None) -> float | None:
+    """Seconds of an ``HH:MM:SS.fraction`` duration tag, or None."""
+    try:
+        hours, minutes, seconds = (text or "").split(":")
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except ValueError:
         return None
 
 
@@ -153,9 +175,13 @@ class FilmReader:
 
     ``emit`` receives, in demux order, each film frame (an ``av.VideoFrame``, gaps from
     undecodable packets filled) and each packet of another stream for which ``keeps(packet)``
-    is true; it returns False to stop reading, as does ``stopped()`` when true. Counts of
-    frames, decode errors and repeated frames, and the start time of the latest frame, are
-    kept for the summary.
+    is true; it returns False to stop reading, as does ``stopped()`` when true.
+
+    Frames go out in strictly increasing timestamps: a frame the decoder delivers late, for a
+    slot already filled or passed, is dropped (counted in ``late``), so no timestamp is ever
+    written twice. Frames without a time base get the stream's. Counts of frames, decode errors,
+    repeated and late frames are kept for the summary, and for the truncation test the end
+    (timestamp plus duration, seconds) of the latest frame and of the latest packet of any stream.
     """
 
     def __init__(
@@ -170,30 +196,49 @@ class FilmReader:
         self.previous: av.VideoFrame | None = None
         self.decode_errors = 0
         self.repeated = 0
+        self.late = 0
         self.frames = 0
-        self.last_time: float | None = None  # start time (s) of the latest frame decoded
+        self.last_pts: int | None = None  # the latest timestamp emitted
+        self.video_end: float | None = None  # seconds: where the latest frame ends
+        self.content_end: float | None = None  # seconds: where the latest frame or packet of any stream ends
 
     def _emit_frame(self, frame: av.VideoFrame) -> bool:
+        if frame.time_base is None:
+            frame.time_base = self.film.stream.time_base
         if frame.pts is not None:
+            if self.last_pts is not None and frame.pts <= self.last_pts:
+                self.late += 1  # its slot was filled (by a repeat) or passed
+                return True
             while self.pending and self.pending[0] < frame.pts:
                 if not self._repeat(heapq.heappop(self.pending)):
                     return False
             while self.pending and self.pending[0] == frame.pts:
                 heapq.heappop(self.pending)
+        return self._send(frame)
+
+    def _send(self, frame: av.VideoFrame) -> bool:
         self.previous = frame
         self.frames += 1
-        if frame.pts is not None and frame.time_base is not None:
-            start = float((frame.pts - (self.film.stream.start_time or 0)) * frame.time_base)
-            self.last_time = max(self.last_time or 0.0, start)
+        if frame.pts is not None:
+            self.last_pts = frame.pts
+            if frame.time_base is not None:
+                length = float(frame.duration * frame.time_base) if frame.duration else self.film.frame_seconds
+                end = float(frame.pts * frame.time_base) + length
+                self.video_end = max(self.video_end or end, end)
+                self.content_end = max(self.content_end or end, end)
         return self.emit(frame)
+
+    def _note_packet(self, packet: av.Packet) -> None:
+        if packet.pts is not None and packet.time_base is not None:
+            end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
+            self.content_end = max(self.content_end or end, end)
 
     def _repeat(self, pts: int) -> bool:
         """Stand in for the undecodable frame at ``pts`` with a copy of the previous one."""
-        if self.previous is None:
-            return True  # nothing decoded yet to stand in for it
+        if self.previous is None or (self.last_pts is not None and pts <= self.last_pts):
+            return True  # nothing decoded yet to stand in for it, or its slot has passed
         self.repeated += 1
-        self.frames += 1
-        return self.emit(repeat_at(self.previous, pts))
+        return self._send(repeat_at(self.previous, pts))
 
     def _decode(self, packet: av.Packet | None) -> bool:
         try:
@@ -221,6 +266,7 @@ class FilmReader:
             for packet in self.film.container.demux():
                 if self.stopped():
                     return False
+                self._note_packet(packet)
                 if packet.stream.index == film_index:
                     if packet.size and packet.pts is not None:
                         heapq.heappush(self.pending, packet.pts)

@@ -1,25 +1,30 @@
 """The output side of a film: the colour video stream, each other stream's fate, mux, flush.
 
-:class:`FilmOutput` writes to a hidden temporary file beside the target and renames it over
-the target only in :meth:`FilmOutput.finish`; :meth:`FilmOutput.discard` removes it, so a
-failed or interrupted run leaves nothing under the target. Every input stream other than the
+:class:`FilmOutput` writes to a hidden partial file beside the target (:mod:`vidcolor.partial`)
+and renames it over the target only in :meth:`FilmOutput.finish`; :meth:`FilmOutput.discard`
+removes it, so a failed or interrupted run leaves nothing under the target. Every failure to
+write (a full disk, a read-only folder) is an :class:`~vidcolor.errors.OutputError` naming the
+target. Every input stream other than the
 film gets one :class:`OtherStream`, which says, in one place, whether it is copied packet for
 packet, transcoded (audio the container cannot hold as is) or dropped, and does it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import io
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import av
 import numpy as np
 
-from vidcolor.errors import VidcolorError
+from vidcolor.errors import OutputError, VidcolorError
 from vidcolor.film_input import SourceFilm
+from vidcolor.partial import claim_partial
 
 # Containers that only accept their own family of codecs, and the encoders to use there.
 AUDIO_FALLBACK = {"webm": "libopus", "ogg": "libopus"}
@@ -34,6 +39,9 @@ KEPT_TYPES = ("audio", "subtitle", "data", "video", "attachment")
 # libvpx's CRF scale is 0..63 where x264's is 0..51: shift so that the same --crf looks alike.
 VPX_CRF_OFFSET = 13
 COLOR_RANGE_MPEG, COLOR_RANGE_JPEG = 1, 2
+# 4:2:0 needs an even width and height in libx264/libx265/libvpx; odd sizes are kept in 4:4:4.
+EVEN_PIXEL_FORMAT, ODD_PIXEL_FORMAT = "yuv420p", "yuv444p"
+INTERLACED_ORDERS = ("tt", "bb", "tb", "bt")
 
 
 def encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:
@@ -179,23 +187,25 @@ def _replace_chroma(frame: av.VideoFrame, u: np.ndarray, v: np.ndarray) -> None:
 class FilmOutput:
     """The colour film being written: its video stream, the other streams' fates, the temporary file.
 
-    The video stream takes the source's size, time base, aspect ratio, colour range and tags,
-    display rotation and language/title; ``codec`` None means libx264 (libvpx-vp9 in WebM).
+    The video stream takes the source's size (odd sizes in 4:4:4, with a notice), time base,
+    aspect ratio, colour range and tags, field order, display rotation and language/title;
+    ``codec`` None means libx264 (libvpx-vp9 in WebM).
 
     Raises (from the constructor):
-        VidcolorError: the target cannot be written, or the codec is not available.
+        OutputError: the target cannot be written.
+        VidcolorError: the codec is not available.
     """
 
     def __init__(self, target: Path, source: SourceFilm, codec: str | None, crf: int, preset: str) -> None:
         self.target = target
-        self.partial = target.with_name(f".{target.stem}.partial{target.suffix}")
-        self.notices: list[str] = []
         self.frames = 0
         self.copied = 0
+        self.container: av.container.OutputContainer | None = None
         try:
-            self.container: av.container.OutputContainer | None = av.open(str(self.partial), "w")
-        except (av.error.FFmpegError, ValueError) as error:
-            raise VidcolorError(f"{target}: cannot write here ({error})") from None
+            self.partial, self.notices = claim_partial(target)
+            self.container = av.open(str(self.partial), "w")
+        except (OSError, av.error.FFmpegError, ValueError) as error:
+            raise OutputError(target, error) from None
         try:
             self.video = self._add_video(
                 source, codec or VIDEO_DEFAULT.get(_family(self.container), DEFAULT_VIDEO_CODEC), crf, preset
@@ -213,7 +223,13 @@ class FilmOutput:
         except (av.error.FFmpegError, ValueError) as error:
             raise VidcolorError(f"--codec {codec}: not available ({error})") from None
         video.width, video.height = film.codec_context.width, film.codec_context.height
-        video.pix_fmt = "yuv420p"
+        odd = video.width % 2 or video.height % 2
+        video.pix_fmt = ODD_PIXEL_FORMAT if odd else EVEN_PIXEL_FORMAT
+        if odd:
+            self.notices.append(
+                f"{video.width}x{video.height} has an odd side, which 4:2:0 video cannot hold: written as "
+                f"{ODD_PIXEL_FORMAT} (4:4:4) at the same size; some players show only 4:2:0"
+            )
         video.time_base = film.time_base
         video.codec_context.time_base = film.time_base
         if film.sample_aspect_ratio:
@@ -221,10 +237,23 @@ class FilmOutput:
         for name, value in source.encoding.tags.items():
             setattr(video.codec_context, name, value)
         video.codec_context.color_range = COLOR_RANGE_JPEG if source.encoding.full_range else COLOR_RANGE_MPEG
+        order = film.codec_context.field_order
+        if order in INTERLACED_ORDERS or source.first.interlaced_frame:
+            self._keep_interlacing(video, codec, order if order in INTERLACED_ORDERS else "tt")
         if source.first.rotation:
             video.set_display_rotation(source.first.rotation)
         video.metadata.update({k: v for k, v in film.metadata.items() if k in ("language", "title", "handler_name")})
         return video
+
+    def _keep_interlacing(self, video: av.video.stream.VideoStream, codec: str, order: str) -> None:
+        """Code interlaced frames as interlaced, in the source's field order (``tt``: top first)."""
+        video.codec_context.field_order = order
+        if codec in ("libx264", "libx265"):
+            top_first = order in ("tt", "tb")
+            options = dict(video.codec_context.options)
+            options["flags"] = "+ildct+ilme"
+            options["x264-params" if codec == "libx264" else "x265-params"] = "tff=1" if top_first else "bff=1"
+            video.codec_context.options = options
 
     def keeps(self, packet: av.Packet) -> bool:
         """Whether a packet of another stream goes to the output (not empty, its stream not dropped)."""
@@ -232,24 +261,52 @@ class FilmOutput:
         return packet.size > 0 and other is not None and other.fate is not StreamFate.DROP
 
     def write_frame(self, frame: av.VideoFrame, u: np.ndarray, v: np.ndarray) -> None:
-        """Encode a yuv420p source ``frame`` with its chroma replaced by ``u``, ``v`` (uint8, half size)."""
+        """Encode a yuv420p source ``frame`` with its chroma replaced by ``u``, ``v`` (uint8, half size).
+
+        Raises:
+            OutputError: the file could not be written (e.g. the disk is full).
+        """
         _replace_chroma(frame, u, v)
+        if self.video.pix_fmt != EVEN_PIXEL_FORMAT:
+            frame = frame.reformat(format=self.video.pix_fmt)
         frame.pict_type = av.video.frame.PictureType.NONE  # let the encoder choose the frame types
-        self.container.mux(self.video.encode(frame))
+        with self._writing():
+            self.container.mux(self.video.encode(frame))
         self.frames += 1
 
     def write_packet(self, packet: av.Packet) -> None:
-        """Carry a packet of another stream (one :meth:`keeps` accepted) into the output."""
-        self.copied += self.others[packet.stream.index].write(self.container, packet)
+        """Carry a packet of another stream (one :meth:`keeps` accepted) into the output.
+
+        Raises:
+            OutputError: the file could not be written.
+        """
+        with self._writing():
+            self.copied += self.others[packet.stream.index].write(self.container, packet)
 
     def finish(self) -> None:
-        """Flush every encoder, close the file and move it onto the target."""
-        self.container.mux(self.video.encode(None))
-        for other in self.others.values():
-            other.flush(self.container)
-        self.container.close()
-        self.container = None
-        os.replace(self.partial, self.target)
+        """Flush every encoder, close the file and move it onto the target.
+
+        Raises:
+            OutputError: the file could not be written (FFmpeg buffers, so a full disk often
+            shows only here, at the trailer).
+        """
+        with self._writing():
+            self.container.mux(self.video.encode(None))
+            for other in self.others.values():
+                other.flush(self.container)
+            container, self.container = self.container, None
+            container.close()
+            os.replace(self.partial, self.target)
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Turn the write errors of FFmpeg and the file system into an :class:`OutputError`."""
+        try:
+            yield
+        except (OSError, av.error.FFmpegError) as error:
+            if isinstance(error, av.error.FFmpegError) and not isinstance(error, OSError):
+                raise VidcolorError(f"{self.target}: the encoder or muxer failed ({error})") from None
+            raise OutputError(self.target, error) from None
 
     def discard(self) -> None:
         """Close and remove the temporary file (nothing to do after :meth:`finish`)."""

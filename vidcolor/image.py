@@ -8,7 +8,6 @@ the input's own lightness L at full resolution with the predicted ab upsampled t
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +20,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from vidcolor.bins import ab_histogram
 from vidcolor.color import compose_lab, lab_to_rgb, rgb_to_lab
 from vidcolor.colorizer import Colorizer
-from vidcolor.errors import VidcolorError
-from vidcolor.inputs import IMAGE_SUFFIXES
+from vidcolor.errors import OutputError, VidcolorError
+from vidcolor.inputs import IMAGE_SUFFIXES, check_photo_size
+from vidcolor.partial import claim_partial
 
 ALPHA_SUFFIXES = {".png", ".tif", ".tiff", ".webp"}
 SIXTEEN_BIT_SUFFIXES = {".png", ".tif", ".tiff"}
@@ -59,8 +59,7 @@ def _sixteen_bit(path: Path, orientation: int) -> np.ndarray | None:
     if array is None or array.dtype != np.uint16 or array.ndim != 3:
         return None
     array = cv2.cvtColor(array, cv2.COLOR_BGRA2RGBA if array.shape[2] == 4 else cv2.COLOR_BGR2RGB)
-    return _ORIENT.get(orientation, lambda a: a)(array)
-    return np.ascontiguousarray(array)
+    return np.ascontiguousarray(_ORIENT.get(orientation, lambda a: a)(array))
 
 
 def read_image(path: Path) -> Picture:
@@ -75,6 +74,7 @@ def read_image(path: Path) -> Picture:
         raise VidcolorError(f"{path}: empty file")
     try:
         with Image.open(path) as image:
+            check_photo_size(path, image.size)
             image.load()
             orientation = image.getexif().get(0x0112, 1)
             image = ImageOps.exif_transpose(image)
@@ -125,7 +125,8 @@ def write_image(path: Path, rgb: np.ndarray, alpha: np.ndarray | None, bits: int
     """Write ``(H, W, 3)`` RGB in [0, 1] (and alpha) atomically; returns notices for the user.
 
     The format follows the suffix; 16-bit sources stay 16-bit in PNG/TIFF. The file is written
-    to a temporary name beside ``path`` and renamed, so no half file is ever left.
+    to a hidden partial file beside ``path`` (:mod:`vidcolor.partial`) and renamed, so no half
+    file is ever left.
     """
     notices: list[str] = []
     suffix = path.suffix.lower()
@@ -139,16 +140,15 @@ def write_image(path: Path, rgb: np.ndarray, alpha: np.ndarray | None, bits: int
     channels = rgb if alpha is None else np.concatenate((rgb, alpha[..., None]), axis=2)
     pixels = np.round(np.clip(channels, 0, 1) * scale).astype(dtype)
     try:
-        handle, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+        tmp, stale = claim_partial(path)
     except OSError as error:
-        raise VidcolorError(f"{path}: could not write ({error.strerror or error})") from None
-    os.close(handle)
-    tmp = Path(tmp_name)
+        raise OutputError(path, error) from None
+    notices += stale
     try:
         if deep:
             order = cv2.COLOR_RGBA2BGRA if pixels.shape[2] == 4 else cv2.COLOR_RGB2BGR
             if not cv2.imwrite(str(tmp), cv2.cvtColor(pixels, order)):
-                raise VidcolorError(f"{path}: could not write the image")
+                raise OutputError(path, "OpenCV could not encode it")
         else:
             image = Image.fromarray(pixels, "RGBA" if pixels.shape[2] == 4 else "RGB")
             options = {"quality": 95} if suffix in (".jpg", ".jpeg", ".webp") else {}
@@ -158,7 +158,7 @@ def write_image(path: Path, rgb: np.ndarray, alpha: np.ndarray | None, bits: int
         tmp.chmod(0o644)
         os.replace(tmp, path)
     except OSError as error:
-        raise VidcolorError(f"{path}: could not write ({error.strerror or error})") from None
+        raise OutputError(path, error) from None
     finally:
         tmp.unlink(missing_ok=True)
     return notices

@@ -28,6 +28,21 @@ VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpe
 NOT_VIDEO_FORMATS = {"image2", "tty", "data", "rawvideo", "bin"}
 # Pillow formats that may hold an animation (then read as a film when FFmpeg can).
 ANIMATED_FORMATS = ("GIF", "WEBP", "PNG")
+# The largest photo vidcolor reads: a 20000 x 15000 scan. Every photo's size is checked against
+# it as soon as its header is read (check_photo_size), before any pixel is decoded; this takes
+# the place of Pillow's own decompression-bomb guard, whose warnings would otherwise reach users.
+MAX_PHOTO_PIXELS = 300_000_000
+Image.MAX_IMAGE_PIXELS = None
+
+
+def check_photo_size(path: Path, size: tuple[int, int]) -> None:
+    """Raise :class:`VidcolorError` for a photo of ``size`` = (width, height) over the limit."""
+    width, height = size
+    if width * height > MAX_PHOTO_PIXELS:
+        raise VidcolorError(
+            f"{path}: {width}x{height} is {width * height / 1e6:.0f} megapixels, more than the "
+            f"{MAX_PHOTO_PIXELS / 1e6:.0f} vidcolor reads"
+        )
 
 
 def sniff_kind(path: Path) -> str:
@@ -45,6 +60,7 @@ def sniff_kind(path: Path) -> str:
     try:
         with Image.open(path) as image:
             if getattr(image, "n_frames", 1) == 1 or image.format not in ANIMATED_FORMATS:
+                check_photo_size(path, image.size)
                 return "image"
     except UnidentifiedImageError:
         pass

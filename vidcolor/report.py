@@ -31,6 +31,7 @@ from vidcolor.colorizer import Colorizer
 from vidcolor.errors import VidcolorError
 from vidcolor.evaluation import CLIP_METRICS, PHOTO_METRICS, colorize_variants, load_rgb, mean_scores, score_frames
 from vidcolor.inputs import expand_inputs, is_held_out, sniff_kind
+from vidcolor.runner import one_file
 
 PANEL_HEIGHT = 192
 METRIC_NAMES = tuple(m for m in PHOTO_METRICS if m != "true_colourfulness") + CLIP_METRICS
@@ -261,11 +262,9 @@ def run_eval(
     ) as progress:
         task = progress.add_task("eval", total=len(files))
         for path in files:
-            try:
+            with one_file(path, report):
                 kind = sniff_kind(path)
                 results.append(evaluator.photo(path) if kind == "image" else evaluator.clip(path))
-            except VidcolorError as error:
-                report(str(error))
             progress.advance(task)
     if not results:
         console.print(f"nothing evaluated ({failures} failed)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +38,25 @@ class Job:
     kind: str
 
 
-def plan_jobs(inputs: list[Path], output: Path | None, overwrite: bool, report) -> list[Job]:
+@contextlib.contextmanager
+def one_file(source: Path, report: Callable[[str], None]) -> Iterator[None]:
+    """The one place where a file's failure becomes a one-line error while the batch goes on.
+
+    A :class:`VidcolorError` is reported as it is (it names the input, or the output when
+    writing failed); running out of memory and any other exception are reported against
+    ``source``. Interrupts pass through.
+    """
+    try:
+        yield
+    except VidcolorError as error:
+        report(str(error))
+    except MemoryError:
+        report(f"{source}: not enough memory")
+    except Exception as error:  # noqa: BLE001 - one file's failure must not end the batch
+        report(f"{source}: unexpected {type(error).__name__}: {error} (please report this)")
+
+
+def plan_jobs(inputs: list[Path], output: Path | None, overwrite: bool, report: Callable[[str], None]) -> list[Job]:
     """Pair each input with its output; bad inputs are reported and left out."""
     files = expand_inputs(inputs, report=report)
     several = len(files) > 1 or any(p.is_dir() for p in inputs)
@@ -48,7 +68,7 @@ def plan_jobs(inputs: list[Path], output: Path | None, overwrite: bool, report) 
         folder.mkdir(parents=True, exist_ok=True)
     jobs: list[Job] = []
     for source in files:
-        try:
+        with one_file(source, report):
             kind = sniff_kind(source)
             target = output if output is not None and folder is None else default_output(source, kind, folder)
             if target.exists() and target.resolve() == source.resolve():
@@ -58,8 +78,6 @@ def plan_jobs(inputs: list[Path], output: Path | None, overwrite: bool, report) 
             if not target.parent.exists():
                 raise VidcolorError(f"{target}: folder {target.parent} does not exist")
             jobs.append(Job(source, target, kind))
-        except VidcolorError as error:
-            report(str(error))
     return jobs
 
 
@@ -107,6 +125,8 @@ def run_colorize(
     except VidcolorError as error:
         report(str(error))
         return failures
+    for notice in colorizer.notices:
+        console.print(f"vidcolor: {notice}", highlight=False)
 
     images = [job for job in jobs if job.kind == "image"]
     videos = [job for job in jobs if job.kind == "video"]
@@ -122,7 +142,7 @@ def run_colorize(
         ) as progress:
             task = progress.add_task("images", total=len(images))
             for job in images:
-                try:
+                with one_file(job.source, report):
                     picture = read_image(job.source)
                     rgb = colorize_picture(picture, colorizer)
                     for notice in write_image(job.target, rgb, picture.alpha, picture.bits):
@@ -130,18 +150,15 @@ def run_colorize(
                     done += 1
                     if not quiet and len(images) < 2:
                         console.print(f"{job.source} -> {job.target}", highlight=False)
-                except VidcolorError as error:
-                    report(str(error))
                 progress.advance(task)
     for job in videos:
         try:
-            summary = colorize_video(
-                job.source, job.target, colorizer, quiet=quiet, console=console, options=video_options
-            )
-            console.print(summary, highlight=False)
-            done += 1
-        except VidcolorError as error:
-            report(str(error))
+            with one_file(job.source, report):
+                summary = colorize_video(
+                    job.source, job.target, colorizer, quiet=quiet, console=console, options=video_options
+                )
+                console.print(summary, highlight=False)
+                done += 1
         except KeyboardInterrupt:
             report(f"{job.source}: interrupted; {job.target} was not written")
             raise SystemExit(130) from None

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
+import io
 import json
 import os
 import tempfile
@@ -162,33 +163,43 @@ def _example(size: int) -> torch.Tensor:
     return torch.zeros(1, 1, size, size)
 
 
-def _write_openvino(model: ColorNet, size: int, folder: Path) -> dict[str, Path]:
+def _convert_openvino(model: ColorNet, size: int) -> object:
+    """``model`` as an OpenVINO model with a dynamic batch of ``(1, size, size)`` inputs."""
     import openvino
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit.trace's deprecation notices
-        converted = openvino.convert_model(
+        return openvino.convert_model(
             model, example_input=_example(size), input=[openvino.PartialShape([-1, 1, size, size])]
         )
+
+
+def _write_openvino(model: ColorNet, size: int, folder: Path) -> dict[str, Path]:
+    import openvino
+
     xml = folder / "model.xml"
-    openvino.save_model(converted, str(xml), compress_to_fp16=False)
+    openvino.save_model(_convert_openvino(model, size), str(xml), compress_to_fp16=False)
     return {"model": xml, "weights": xml.with_suffix(".bin")}
 
 
-def _write_onnx(model: ColorNet, size: int, folder: Path) -> dict[str, Path]:
-    path = folder / "model.onnx"
+def _export_onnx(model: ColorNet, size: int, destination: str | io.BytesIO) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         torch.onnx.export(
             model,
             (_example(size),),
-            str(path),
+            destination,
             dynamo=False,
             opset_version=ONNX_OPSET,
             input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME],
             dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
         )
+
+
+def _write_onnx(model: ColorNet, size: int, folder: Path) -> dict[str, Path]:
+    path = folder / "model.onnx"
+    _export_onnx(model, size, str(path))
     return {"model": path}
 
 
@@ -200,17 +211,17 @@ def _exported(model: ColorNet, runtime: str, size: int, cache: ExportCache | Non
     files = cache.lookup(key)
     if files is not None:
         return files
-    model = model.float().eval()
     with torch.no_grad():
         return cache.store(key, lambda folder: write(model, size, folder))
 
 
-def _openvino_runner(files: dict[str, Path], threads: int) -> Runner:
+def _openvino_runner(source: Path | object, threads: int) -> Runner:
+    """Compile an OpenVINO model (an IR file, or a converted model in memory) for the CPU."""
     import openvino
 
     core = openvino.Core()
     compiled = core.compile_model(
-        core.read_model(str(files["model"])),
+        core.read_model(str(source)) if isinstance(source, Path) else source,
         "CPU",
         {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"},
     )
@@ -223,19 +234,31 @@ def _openvino_runner(files: dict[str, Path], threads: int) -> Runner:
     return run
 
 
-def _onnx_runner(files: dict[str, Path], threads: int) -> Runner:
+def _onnx_runner(source: Path | bytes, threads: int) -> Runner:
+    """An ONNX Runtime CPU session of an ONNX model (a file, or its bytes)."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    session = onnxruntime.InferenceSession(str(files["model"]), options, providers=["CPUExecutionProvider"])
+    model = str(source) if isinstance(source, Path) else source
+    session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
     def run(net_input: torch.Tensor) -> torch.Tensor:
         (out,) = session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(net_input.numpy(), dtype=np.float32)})
         return torch.from_numpy(out)
 
     return run
+
+
+def _in_memory_runner(model: ColorNet, runtime: str, size: int, threads: int) -> Runner:
+    """Export and compile without touching the disk (when the cache cannot be written)."""
+    with torch.no_grad():
+        if runtime == "openvino":
+            return _openvino_runner(_convert_openvino(model, size), threads)
+        buffer = io.BytesIO()
+        _export_onnx(model, size, buffer)
+        return _onnx_runner(buffer.getvalue(), threads)
 
 
 def torch_runner(model: ColorNet, device: torch.device, half: bool) -> Runner:
@@ -260,7 +283,7 @@ def make_runner(
     """A function running ``model`` on ``(B, 1, size, size)`` input with ``runtime`` (resolved,
     not ``auto``).
 
-    An export the cache cannot hold (e.g. a read-only home) is built in a scratch folder for
+    When the export cannot be cached (a read-only home, a full disk), it is built in memory for
     this run only.
 
     Raises:
@@ -268,13 +291,15 @@ def make_runner(
     """
     if runtime == "torch":
         return torch_runner(model, device, half)
-    build = _openvino_runner if runtime == "openvino" else _onnx_runner
     threads = torch.get_num_threads()
+    model = model.float().eval()
+    build = _openvino_runner if runtime == "openvino" else _onnx_runner
     try:
-        try:
-            return build(_exported(model, runtime, size, cache), threads)
-        except OSError:
-            with tempfile.TemporaryDirectory() as scratch:
-                return build(_exported(model, runtime, size, ExportCache(Path(scratch))), threads)
+        files = _exported(model, runtime, size, cache)
+        return build(files["model"], threads)
+    except Exception:  # noqa: BLE001 - the cache or the runtime failed: try once more in memory
+        pass
+    try:
+        return _in_memory_runner(model, runtime, size, threads)
     except Exception as error:  # noqa: BLE001 - the runtimes raise their own exception types
         raise VidcolorError(f"--runtime {runtime}: could not prepare the network ({error})") from error

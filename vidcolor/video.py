@@ -32,16 +32,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from vidcolor.chroma import chroma_planes
 from vidcolor.colorizer import Colorizer
 from vidcolor.decoding import FilmState
-from vidcolor.errors import VidcolorError
+from vidcolor.errors import OutputError, VidcolorError
 from vidcolor.film_input import ColourEncoding, FilmReader, SourceFilm
 from vidcolor.film_output import FilmOutput
 
 # How many items may wait between two stages (frames and copied packets).
 READ_QUEUE_ITEMS = 64
 BATCH_QUEUE_BATCHES = 2
-# A film that stops this much short of its declared length is an error (truncated or damaged).
-TRUNCATION_RATIO = 0.95
-TRUNCATION_SLACK_SECONDS = 0.5
+# A film is truncated when its frames end more than this many frames before the video's own
+# declared end (1.5: one frame of rounding is allowed, two missing frames are not), or, where
+# only the whole container's length is declared, when no stream reaches that far (a film whose
+# audio outlasts its pictures is whole).
+MISSING_FRAMES_ALLOWED = 1.5
 # Seconds the main thread waits for the stages to end once one has failed.
 STAGE_JOIN_SECONDS = 10
 
@@ -54,6 +56,7 @@ class VideoOptions:
     crf: int = 18
     preset: str = "medium"
     batch_size: int = 8
+    accept_truncated: bool = False  # a film shorter than declared: a notice instead of an error
 
 
 Item = av.VideoFrame | av.Packet
@@ -251,7 +254,8 @@ def _run_pipeline(
 
     Raises:
         KeyboardInterrupt: the run was interrupted.
-        VidcolorError: a stage failed (the film's path, then its error or the exception it raised).
+        OutputError: the output could not be written (its message names the output).
+        VidcolorError: another stage failed (the film's path, then its error or the exception it raised).
     """
     frames: queue.Queue = queue.Queue(maxsize=READ_QUEUE_ITEMS)
     batches: queue.Queue = queue.Queue(maxsize=BATCH_QUEUE_BATCHES)
@@ -279,6 +283,8 @@ def _run_pipeline(
     error = failure.error
     if isinstance(error, KeyboardInterrupt):
         raise KeyboardInterrupt
+    if isinstance(error, OutputError):
+        raise error
     if isinstance(error, VidcolorError):
         raise VidcolorError(f"{film.path}: {error}") from None
     if error is not None:
@@ -286,17 +292,28 @@ def _run_pipeline(
     return reader
 
 
-def _check_complete(film: SourceFilm, reader: FilmReader, output: FilmOutput) -> None:
-    """Raise :class:`VidcolorError` if no frame was written or the film stopped short of its length."""
+def _check_complete(film: SourceFilm, reader: FilmReader, output: FilmOutput, accept_truncated: bool) -> None:
+    """Raise :class:`VidcolorError` if no frame was written or the film's frames end short of its
+    declared length (with ``accept_truncated``, add a notice saying what is missing instead)."""
     if output.frames == 0:
         raise VidcolorError(f"{film.path}: no video frames could be decoded")
-    declared = film.declared_seconds
-    if declared and reader.last_time is not None:
-        if reader.last_time < TRUNCATION_RATIO * declared - TRUNCATION_SLACK_SECONDS:
-            raise VidcolorError(
-                f"{film.path}: the film stops at {reader.last_time:.1f} s of {declared:.1f} s (truncated or damaged); "
-                f"{output.target} was not written"
-            )
+    if film.declared_end is None:
+        return
+    declared_end, own = film.declared_end
+    end = reader.video_end if own else reader.content_end
+    if end is None or declared_end - end <= MISSING_FRAMES_ALLOWED * film.frame_seconds:
+        return
+    missing = declared_end - end
+    what = (
+        f"the film ends at {end:.2f} s of the {declared_end:.2f} s it declares: "
+        f"{missing:.2f} s (about {round(missing / film.frame_seconds)} frames) missing"
+    )
+    if not accept_truncated:
+        raise VidcolorError(
+            f"{film.path}: {what} (truncated or damaged); {output.target} was not written "
+            "(--accept-truncated colorizes what there is)"
+        )
+    output.notices.append(f"{what}; colorized what there is (--accept-truncated)")
 
 
 def colorize_video(
@@ -327,7 +344,7 @@ def colorize_video(
                 chroma = make_chroma_function(colorizer, state, film.encoding)
                 with _progress_bar(console, quiet) as progress:
                     reader = _run_pipeline(film, output, chroma, options.batch_size, failure, progress)
-                _check_complete(film, reader, output)
+                _check_complete(film, reader, output, options.accept_truncated)
                 output.finish()
             finally:
                 output.discard()
@@ -345,6 +362,8 @@ def _summary(
     events = f"; {state.cuts} scene cut(s)" if state is not None and state.cuts else ""
     if reader.decode_errors or reader.repeated:
         events += f"; {reader.decode_errors} undecodable packet(s), {reader.repeated} frame(s) repeated to keep timing"
+    if reader.late:
+        events += f"; {reader.late} frame(s) the decoder delivered after their slot was filled, dropped"
     return (
         f"{source} -> {target}: {output.frames} frames in {seconds:.1f} s "
         f"({output.frames / max(seconds, 1e-9):.1f} fps), {output.copied} packets of other streams copied{events}"

@@ -1,0 +1,216 @@
+"""Faults a user meets: full disks, truncated and damaged films, odd sizes, huge photos, killed runs.
+
+Each ends in a one-line error naming the right file and nothing half-written, or in a correct
+output with a notice.
+"""
+
+from __future__ import annotations
+
+import resource
+import signal
+import struct
+import subprocess
+import sys
+import zlib
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.clips import make_clip
+from tests.conftest import run_cli
+from vidcolor.film_input import FilmReader
+
+
+def frame_times(path: Path) -> list[int]:
+    with av.open(str(path)) as container:
+        return [frame.pts for frame in container.decode(video=0)]
+
+
+def run_cli_with_file_limit(limit_bytes: int, *args: str) -> subprocess.CompletedProcess:
+    """The CLI in a child that may write no file larger than ``limit_bytes`` (as on a full disk,
+    writes beyond it fail with an OSError)."""
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    return subprocess.run(
+        [sys.executable, "-m", "vidcolor", *args], capture_output=True, text=True, timeout=600, preexec_fn=limit
+    )
+
+
+def test_a_full_disk_is_a_one_line_error_naming_the_output_and_leaves_nothing(tmp_path):
+    make_clip(tmp_path / "film.mp4", frames=48, width=192, height=128)
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 400), np.uint8)).save(tmp_path / "photo.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    result = run_cli_with_file_limit(6000, str(tmp_path / "film.mp4"), str(tmp_path / "photo.png"), "-o", str(out))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 2, result.stderr
+    assert any(str(out / "film_color.mp4") in line and "could not write" in line for line in errors), errors
+    assert any(str(out / "photo_color.png") in line and "could not write" in line for line in errors), errors
+    assert list(out.iterdir()) == []  # no partial files
+
+
+def cut_at_video_packet(source: Path, target: Path, keep: int) -> None:
+    """Copy the bytes of ``source`` up to its video packet number ``keep`` (a download cut short:
+    the header still declares the whole length)."""
+    with av.open(str(source)) as container:
+        positions = [p.pos for p in container.demux(video=0) if p.size]
+    target.write_bytes(source.read_bytes()[: positions[keep]])
+
+
+def faststart_mp4(source: Path, target: Path) -> None:
+    """Remux ``source`` into an MP4 with its index (moov) first, as streaming sites serve them."""
+    with av.open(str(source)) as inp, av.open(str(target), "w", options={"movflags": "+faststart"}) as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in inp.streams}
+        for packet in inp.demux():
+            if packet.size:
+                packet.stream = streams[packet.stream.index]
+                out.mux(packet)
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
+def test_a_film_missing_frames_of_its_declared_length_is_refused_unless_accepted(tmp_path, suffix):
+    whole = tmp_path / f"whole{suffix}"
+    make_clip(whole, frames=72, audio=("aac",))
+    if suffix == ".mp4":
+        faststart_mp4(whole, tmp_path / "fast.mp4")
+        whole = tmp_path / "fast.mp4"
+    cut = tmp_path / f"cut{suffix}"
+    cut_at_video_packet(whole, cut, keep=69)  # about 3 frames (4 %) short
+    result = run_cli(str(cut), "-o", str(tmp_path / "out.mkv"))
+    assert result.returncode == 1 and "frames) missing" in result.stderr and "--accept-truncated" in result.stderr
+    assert not (tmp_path / "out.mkv").exists()
+    accepted = run_cli(str(cut), "-o", str(tmp_path / "out.mkv"), "--accept-truncated")
+    assert accepted.returncode == 0, accepted.stderr
+    assert "frames) missing" in accepted.stderr and 60 <= len(frame_times(tmp_path / "out.mkv")) < 72
+    intact = run_cli(str(whole), "-o", str(tmp_path / "whole_out.mkv"))
+    assert intact.returncode == 0 and "frames) missing" not in intact.stderr
+
+
+class FakeStream:
+    """A film stream whose decoder returns scripted frames per packet."""
+
+    index = 0
+    start_time = 0
+    time_base = Fraction(1, 24)
+    average_rate = Fraction(24)
+    guessed_rate = None
+
+    def __init__(self, script: dict[int | None, list]) -> None:
+        self.script = script
+
+    def decode(self, packet):
+        result = self.script.get(packet.pts if packet is not None else None, [])
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+
+class FakePacket:
+    def __init__(self, pts: int) -> None:
+        self.pts, self.size, self.stream = pts, 100, FakeStream
+        self.time_base, self.duration = FakeStream.time_base, 1
+
+
+class FakeFilm:
+    def __init__(self, script: dict, packets: int) -> None:
+        self.stream = FakeStream(script)
+        self.container = self
+        self.packets = [FakePacket(p) for p in range(packets)]
+        self.frame_seconds = 1 / 24
+
+    def demux(self):
+        return iter(self.packets)
+
+
+def frame(pts: int, time_base: Fraction | None = Fraction(1, 24)) -> av.VideoFrame:
+    made = av.VideoFrame(16, 16, "yuv420p")
+    made.pts = pts
+    if time_base is not None:  # a new frame has none
+        made.time_base = time_base
+    return made
+
+
+def test_frames_the_decoder_delivers_late_never_repeat_a_timestamp():
+    # packet 1 is undecodable; the decoder then delivers frame 2, the late frame 1, frame 3, and at
+    # the flush a frame 5 without a time base, leaving slot 4 to be filled.
+    script = {
+        0: [frame(0)],
+        1: av.error.InvalidDataError(1094995529, "damaged"),
+        2: [frame(2)],
+        3: [frame(1), frame(3)],
+        None: [frame(5, time_base=None)],
+    }
+    emitted = []
+    reader = FilmReader(FakeFilm(script, packets=6), lambda packet: False, lambda item: emitted.append(item) or True)
+    assert reader.read()
+    times = [f.pts for f in emitted]
+    assert times == [0, 1, 2, 3, 4, 5]  # 1 and 4 repeated, the late 1 dropped
+    assert reader.repeated == 2 and reader.late == 1 and reader.decode_errors == 1
+    assert all(f.time_base == Fraction(1, 24) for f in emitted)
+
+
+def test_an_odd_sized_film_keeps_its_size(tmp_path):
+    source = tmp_path / "odd.mkv"
+    with av.open(str(source), "w") as container:
+        stream = container.add_stream("ffv1", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 321, 241, "yuv420p"
+        for index in range(6):
+            pixels = np.full((241, 321, 3), 40 * index, np.uint8)
+            made = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            made.pts = index
+            container.mux(stream.encode(made))
+        container.mux(stream.encode(None))
+    target = tmp_path / "odd_color.mp4"
+    result = run_cli(str(source), "-o", str(target))
+    assert result.returncode == 0, result.stderr
+    assert "odd side" in result.stderr
+    with av.open(str(target)) as container:
+        frames = list(container.decode(video=0))
+    assert len(frames) == 6 and (frames[0].width, frames[0].height) == (321, 241)
+
+
+def huge_png_header(path: Path, width: int, height: int) -> None:
+    """A PNG whose header declares ``width`` x ``height`` grey pixels (the data is not there)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)))
+
+
+def test_a_photo_over_the_size_limit_is_an_error_and_the_rest_of_the_folder_is_done(tmp_path):
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    huge_png_header(folder / "a_huge.png", 25000, 25000)  # 625 megapixels
+    huge_png_header(folder / "b_large.png", 18000, 17000)  # 306 megapixels: over vidcolor's
+    Image.fromarray(np.full((40, 60), 128, np.uint8)).save(folder / "c_fine.png")
+    out = tmp_path / "out"
+    result = run_cli(str(folder), "-o", str(out))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 2 and all("megapixels" in line for line in errors), result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["c_fine_color.png"]
+
+
+def test_a_partial_file_left_by_a_killed_run_is_removed_by_the_next_run(tmp_path):
+    make_clip(tmp_path / "film.mp4", frames=6)
+    Image.fromarray(np.full((40, 60), 128, np.uint8)).save(tmp_path / "photo.png")
+    stale_film = tmp_path / ".film_color.partial.mp4"
+    stale_photo = tmp_path / ".photo_color.partial.png"
+    stale_film.write_bytes(b"half a film")
+    stale_photo.write_bytes(b"half a photo")
+    result = run_cli(str(tmp_path / "film.mp4"), str(tmp_path / "photo.png"))
+    assert result.returncode == 0, result.stderr
+    assert str(stale_film) in result.stderr and str(stale_photo) in result.stderr and "removed" in result.stderr
+    assert not stale_film.exists() and not stale_photo.exists()
+    assert len(frame_times(tmp_path / "film_color.mp4")) == 6 and (tmp_path / "photo_color.png").exists()
