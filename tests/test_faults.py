@@ -214,3 +214,37 @@ def test_a_partial_file_left_by_a_killed_run_is_removed_by_the_next_run(tmp_path
     assert str(stale_film) in result.stderr and str(stale_photo) in result.stderr and "removed" in result.stderr
     assert not stale_film.exists() and not stale_photo.exists()
     assert len(frame_times(tmp_path / "film_color.mp4")) == 6 and (tmp_path / "photo_color.png").exists()
+
+
+def test_interlaced_film_keeps_its_field_order(tmp_path):
+    source = tmp_path / "interlaced.mkv"
+    with av.open(str(source), "w") as container:
+        stream = container.add_stream("libx264", rate=25, options={"flags": "+ildct+ilme", "x264-params": "tff=1"})
+        stream.width, stream.height, stream.pix_fmt = 128, 96, "yuv420p"
+        stream.codec_context.field_order = 2  # AV_FIELD_TT: top field first
+        for index in range(8):
+            made = av.VideoFrame.from_ndarray(np.full((96, 128, 3), 25 * index, np.uint8), format="rgb24")
+            made.pts = index
+            container.mux(stream.encode(made))
+        container.mux(stream.encode(None))
+    target = tmp_path / "interlaced_color.mp4"
+    assert run_cli(str(source), "-o", str(target)).returncode == 0
+    with av.open(str(target)) as container:
+        assert container.streams.video[0].codec_context.field_order == 2
+        assert all(f.interlaced_frame for f in container.decode(video=0))
+
+
+def test_links_in_folders_are_followed_once_and_loops_said(tmp_path):
+    folder = tmp_path / "photos"
+    (folder / "inner").mkdir(parents=True)
+    Image.fromarray(np.full((40, 60), 128, np.uint8)).save(folder / "inner" / "a.png")
+    (folder / "inner" / "back").symlink_to(folder)  # a loop
+    (folder / "gone.png").symlink_to(tmp_path / "missing.png")  # a broken link
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    Image.fromarray(np.full((40, 60), 90, np.uint8)).save(elsewhere / "b.png")
+    (folder / "linked").symlink_to(elsewhere)  # a linked folder: followed
+    result = run_cli("eval", str(folder), "-o", str(tmp_path / "report"))
+    assert result.returncode == 0, result.stderr
+    assert "a loop" in result.stderr and "broken link" in result.stderr
+    assert "evaluated 2 of 2" in result.stderr

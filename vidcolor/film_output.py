@@ -41,7 +41,10 @@ VPX_CRF_OFFSET = 13
 COLOR_RANGE_MPEG, COLOR_RANGE_JPEG = 1, 2
 # 4:2:0 needs an even width and height in libx264/libx265/libvpx; odd sizes are kept in 4:4:4.
 EVEN_PIXEL_FORMAT, ODD_PIXEL_FORMAT = "yuv420p", "yuv444p"
-INTERLACED_ORDERS = ("tt", "bb", "tb", "bt")
+# FFmpeg's AVFieldOrder codes of interlaced video: top field first (coded and displayed, or coded
+# bottom first), bottom field first.
+FIELD_TT, FIELD_BB, FIELD_TB, FIELD_BT = 2, 3, 4, 5
+INTERLACED_ORDERS = (FIELD_TT, FIELD_BB, FIELD_TB, FIELD_BT)
 
 
 def encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:
@@ -239,17 +242,17 @@ class FilmOutput:
         video.codec_context.color_range = COLOR_RANGE_JPEG if source.encoding.full_range else COLOR_RANGE_MPEG
         order = film.codec_context.field_order
         if order in INTERLACED_ORDERS or source.first.interlaced_frame:
-            self._keep_interlacing(video, codec, order if order in INTERLACED_ORDERS else "tt")
+            self._keep_interlacing(video, codec, order if order in INTERLACED_ORDERS else FIELD_TT)
         if source.first.rotation:
             video.set_display_rotation(source.first.rotation)
         video.metadata.update({k: v for k, v in film.metadata.items() if k in ("language", "title", "handler_name")})
         return video
 
-    def _keep_interlacing(self, video: av.video.stream.VideoStream, codec: str, order: str) -> None:
-        """Code interlaced frames as interlaced, in the source's field order (``tt``: top first)."""
+    def _keep_interlacing(self, video: av.video.stream.VideoStream, codec: str, order: int) -> None:
+        """Code interlaced frames as interlaced, in the source's field order (an AVFieldOrder code)."""
         video.codec_context.field_order = order
         if codec in ("libx264", "libx265"):
-            top_first = order in ("tt", "tb")
+            top_first = order in (FIELD_TT, FIELD_TB)
             options = dict(video.codec_context.options)
             options["flags"] = "+ildct+ilme"
             options["x264-params" if codec == "libx264" else "x265-params"] = "tff=1" if top_first else "bff=1"

@@ -14,6 +14,7 @@ One home for input discovery, used by ``vidcolor`` (colorize), ``vidcolor eval``
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -78,22 +79,54 @@ def sniff_kind(path: Path) -> str:
         raise VidcolorError(f"{path}: neither an image nor a video vidcolor can read") from None
 
 
+def walk_files(folder: Path, recursive: bool = True, report: Callable[[str], None] | None = None) -> list[Path]:
+    """The files in ``folder`` (and, if ``recursive``, in its sub-folders), sorted.
+
+    Linked folders are followed, each real folder visited once: a link that leads back to a
+    folder already walked (a loop) is skipped with a note to ``report``, as is a broken link.
+    """
+    files: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+    for root, folders, names in os.walk(folder, followlinks=True):
+        here = Path(root)
+        status = here.stat()
+        if (status.st_dev, status.st_ino) in seen:
+            if report is not None:
+                report(f"{here}: skipped, a link back to {here.resolve()} (a loop)")
+            folders.clear()
+            continue
+        seen.add((status.st_dev, status.st_ino))
+        for name in names:
+            path = here / name
+            if path.is_file():
+                files.append(path)
+            elif path.is_symlink() and report is not None:
+                report(f"{path}: skipped, a broken link")
+        folders.sort()
+        if not recursive:
+            folders.clear()
+    return sorted(files)
+
+
 def expand_inputs(
-    inputs: list[Path], recursive: bool = False, report: Callable[[str], None] | None = None
+    inputs: list[Path],
+    recursive: bool = False,
+    report: Callable[[str], None] | None = None,
+    note: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Folders become the image and video files they hold (sorted; sub-folders too if ``recursive``).
 
     Files are kept as given (their kind is sniffed later). A folder with no image or video file
     is passed to ``report`` (a callable taking the message) and skipped; without ``report`` it
-    raises :class:`VidcolorError`.
+    raises :class:`VidcolorError`. Links skipped while walking (loops, broken links) go to ``note``.
     """
     files: list[Path] = []
     for item in inputs:
         if not item.is_dir():
             files.append(item)
             continue
-        candidates = item.rglob("*") if recursive else item.iterdir()
-        found = sorted(p for p in candidates if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+        wanted = IMAGE_SUFFIXES | VIDEO_SUFFIXES
+        found = [p for p in walk_files(item, recursive, note) if p.suffix.lower() in wanted]
         if not found:
             message = f"{item}: no image or video files in this folder"
             if report is None:
@@ -103,10 +136,11 @@ def expand_inputs(
     return files
 
 
-def find_images(folders: list[Path]) -> list[Path]:
+def find_images(folders: list[Path], report: Callable[[str], None] | None = None) -> list[Path]:
     """All image files (by suffix) under the given folders, recursively, sorted, each once.
 
-    A file given instead of a folder is kept as it is.
+    A file given instead of a folder is kept as it is; links are followed as
+    :func:`walk_files` does (loops and broken links noted to ``report``).
 
     Raises:
         FileNotFoundError: a folder does not exist.
@@ -118,7 +152,7 @@ def find_images(folders: list[Path]) -> list[Path]:
         if folder.is_file():
             found.append(folder)
             continue
-        found += [p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+        found += [p for p in walk_files(folder, report=report) if p.suffix.lower() in IMAGE_SUFFIXES]
     return sorted(set(found))
 
 

@@ -246,7 +246,7 @@ def run_eval(
         failures += 1
         console.print(f"[red]vidcolor: error:[/red] {message}", highlight=False)
 
-    files = expand_inputs(inputs, recursive=True, report=report)
+    files = expand_inputs(inputs, recursive=True, report=report, note=lambda m: console.print(m, highlight=False))
     if held_out:
         files = [f for f in files if is_held_out(f, held_out)]
     out.mkdir(parents=True, exist_ok=True)

@@ -56,9 +56,16 @@ def one_file(source: Path, report: Callable[[str], None]) -> Iterator[None]:
         report(f"{source}: unexpected {type(error).__name__}: {error} (please report this)")
 
 
-def plan_jobs(inputs: list[Path], output: Path | None, overwrite: bool, report: Callable[[str], None]) -> list[Job]:
-    """Pair each input with its output; bad inputs are reported and left out."""
-    files = expand_inputs(inputs, report=report)
+def plan_jobs(
+    inputs: list[Path],
+    output: Path | None,
+    overwrite: bool,
+    report: Callable[[str], None],
+    note: Callable[[str], None] | None = None,
+) -> list[Job]:
+    """Pair each input with its output; bad inputs are reported (``report``) and left out, links
+    skipped in folders noted (``note``)."""
+    files = expand_inputs(inputs, report=report, note=note)
     several = len(files) > 1 or any(p.is_dir() for p in inputs)
     folder = None
     if output is not None and (several or output.is_dir() or (not output.suffix and not output.exists())):
@@ -109,7 +116,7 @@ def run_colorize(
         console.print(f"[red]vidcolor: error:[/red] {message}", highlight=False, soft_wrap=True)
 
     try:
-        jobs = plan_jobs(inputs, output, overwrite, report)
+        jobs = plan_jobs(inputs, output, overwrite, report, note=lambda m: console.print(m, highlight=False))
     except VidcolorError as error:
         report(str(error))
         return failures

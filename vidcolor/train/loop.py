@@ -90,7 +90,7 @@ def _load_training_images(config: TrainConfig, console: Console):
     for source in sources:
         if not source.folder.exists():
             raise SystemExit(f"vidcolor train: {source.folder}: no such folder")
-    paths = find_images([s.folder for s in sources])
+    paths = find_images([s.folder for s in sources], report=lambda m: console.print(m, highlight=False))
     held = [p for p in paths if is_held_out(p, config.hold_out)]
     paths = [p for p in paths if not is_held_out(p, config.hold_out)]
     if not paths:
