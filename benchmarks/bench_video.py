@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.peak_memory import cli_peak_mib  # noqa: E402
 from tests.clips import make_clip  # noqa: E402
 from vidcolor.chroma import chroma_planes  # noqa: E402
 from vidcolor.colorizer import build_colorizer  # noqa: E402
@@ -105,32 +105,8 @@ def pipeline_rate(clip: Path, colorizer, options: VideoOptions) -> float:
 def peak_memory_mib(clip: Path, size: int, device: str) -> float:
     """Peak RSS (MiB) of ``vidcolor`` colorizing ``clip`` in a child process."""
     with tempfile.TemporaryDirectory() as folder:
-        code = (
-            "import resource, sys; from vidcolor.cli import main; sys.argv=['vidcolor', *sys.argv[1:]];\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
-        )
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                code,
-                str(clip),
-                "-o",
-                str(Path(folder) / f"o{clip.suffix}"),
-                "--size",
-                str(size),
-                "--device",
-                device,
-                "--quiet",
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=ROOT,
-        )
-    line = [x for x in result.stdout.splitlines() if x.startswith("PEAK")][0]
-    return int(line.split()[1]) / 1024
+        target = Path(folder) / f"o{clip.suffix}"
+        return cli_peak_mib(str(clip), "-o", str(target), "--size", str(size), "--device", device, "--quiet")
 
 
 def main() -> None:

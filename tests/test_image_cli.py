@@ -78,7 +78,7 @@ def test_every_format_mode_and_a_folder_batch(tmp_path):
     )
     alpha = read_image(out / "alpha_color.png")
     assert alpha.alpha is not None
-    assert np.abs(alpha.alpha[0] - np.linspace(0, 1, 64)).max() < 1 / 255 + 1e-6
+    assert alpha.alpha.dtype == np.uint8 and np.abs(alpha.alpha[0] / 255 - np.linspace(0, 1, 64)).max() < 1 / 255 + 1e-6
     deep = cv2.imread(str(out / "rgb16_color.png"), cv2.IMREAD_UNCHANGED)
     assert deep.dtype == np.uint16 and deep.shape == (48, 64, 3)
     assert cv2.imread(str(out / "grey16_color.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
@@ -189,3 +189,14 @@ def test_read_image_matches_pillow_for_plain_rgb(tmp_path):
     assert picture.bits == 8 and picture.alpha is None
     assert np.array_equal(np.round(picture.rgb * 255).astype(np.uint8), colour)
     assert torch.from_numpy(picture.rgb).dtype == torch.float32
+
+
+def test_tiled_upsampling_matches_the_whole_image_upsampling():
+    from vidcolor.colorizer import upsample_ab
+    from vidcolor.image import _upsample_rows
+
+    low = torch.rand(1, 2, 64, 64, generator=torch.Generator().manual_seed(0)) * 200 - 100
+    height, width = 1000, 777
+    wide = upsample_ab(low, (64, width))
+    tiles = [_upsample_rows(wide, slice(top, min(height, top + 137)), height) for top in range(0, height, 137)]
+    torch.testing.assert_close(torch.cat(tiles, dim=2), upsample_ab(low, (height, width)), atol=2e-3, rtol=0)

@@ -7,13 +7,10 @@ resolution, converted to R'G'B' and then to Cb/Cr with the BT.601 or BT.709 matr
 
 from __future__ import annotations
 
-import functools
-
-import numpy as np
 import torch
 from torch.nn import functional
 
-from vidcolor.color import compose_lab, lab_to_rgb, luma_to_lightness
+from vidcolor.color import compose_lab, lab_to_rgb, lightness_of_codes
 from vidcolor.colorizer import Colorizer, upsample_ab
 from vidcolor.decoding import FilmState
 
@@ -28,13 +25,6 @@ def luma_to_unit(luma: torch.Tensor, full_range: bool) -> torch.Tensor:
     return unit.clamp(0.0, 1.0)[:, None]
 
 
-@functools.lru_cache(maxsize=2)
-def lightness_table(full_range: bool) -> np.ndarray:
-    """``(256,)`` float32: the lightness L in [0, 100] of each 8-bit Y' code."""
-    codes = torch.arange(256, dtype=torch.uint8)[None, None]
-    return luma_to_lightness(luma_to_unit(codes, full_range).double()).float().reshape(256).numpy()
-
-
 def luma_to_lightness_8bit(luma: torch.Tensor, full_range: bool) -> torch.Tensor:
     """uint8 Y' ``(B, H, W)`` -> L ``(B, 1, H, W)`` float32 in [0, 100], by table look-up.
 
@@ -42,7 +32,7 @@ def luma_to_lightness_8bit(luma: torch.Tensor, full_range: bool) -> torch.Tensor
     pixel (at 1920x1080 the per-pixel formula took a third of the film pipeline's time). On the
     CPU the look-up is NumPy's integer indexing, about 20x the formula; on a GPU, torch's.
     """
-    table = lightness_table(full_range)
+    table = lightness_of_codes(full_range)
     if luma.device.type == "cpu":
         return torch.from_numpy(table[luma.numpy()])[:, None]
     return torch.from_numpy(table).to(luma.device)[luma.long()][:, None]

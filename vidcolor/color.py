@@ -9,6 +9,7 @@ Reference: IEC 61966-2-1 (sRGB); CIE 15:2004 (CIELAB).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 # Normalisation constants shared by every model (Zhang et al.): the network sees
@@ -131,6 +132,24 @@ def luma_to_lightness(luma: torch.Tensor) -> torch.Tensor:
 def lightness_to_luma(lightness: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`luma_to_lightness`: grey level in [0, 1] of L in [0, 100]."""
     return linear_to_srgb(_lab_f_inverse(_f_from_lightness(lightness))).clamp(0.0, 1.0)
+
+
+def lightness_of_codes(full_range: bool = True) -> np.ndarray:
+    """``(256,)`` float32: the lightness L in [0, 100] of each 8-bit grey code.
+
+    ``full_range``: codes 0..255 span black to white (photos, full-range video); else 16..235
+    do (limited-range video), clipped outside.
+    """
+    return _LIGHTNESS_OF_CODES[bool(full_range)]
+
+
+def _codes_to_lightness(full_range: bool) -> np.ndarray:
+    codes = torch.arange(256, dtype=torch.float64)
+    unit = codes / 255.0 if full_range else (codes - 16.0) / 219.0
+    return luma_to_lightness(unit.clamp(0.0, 1.0)).float().numpy()
+
+
+_LIGHTNESS_OF_CODES = {full: _codes_to_lightness(full) for full in (False, True)}
 
 
 def normalize_lightness(lightness: torch.Tensor) -> torch.Tensor:

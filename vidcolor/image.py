@@ -3,6 +3,11 @@
 Reading accepts JPEG, PNG (8 and 16 bit), TIFF, WebP and BMP; grey, RGB (turned grey
 first), RGBA/LA (alpha kept) and palette images; EXIF orientation is applied. The output is
 the input's own lightness L at full resolution with the predicted ab upsampled to it.
+
+Memory: a photo is kept as decoded (8 or 16-bit integers), its lightness as one float plane
+and the colours as one two-channel float plane; every conversion between them runs in tiles of
+rows, so colorizing a grey 8-bit photo peaks at about 20 bytes per pixel above the program's
+baseline (``benchmarks/bench_photo_memory.py``).
 """
 
 from __future__ import annotations
@@ -18,8 +23,8 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vidcolor.bins import ab_histogram
-from vidcolor.color import compose_lab, lab_to_rgb, rgb_to_lab
-from vidcolor.colorizer import Colorizer
+from vidcolor.color import compose_lab, lab_to_rgb, lightness_of_codes, luma_to_lightness, rgb_to_lab
+from vidcolor.colorizer import Colorizer, upsample_ab
 from vidcolor.errors import OutputError, VidcolorError
 from vidcolor.inputs import IMAGE_SUFFIXES, check_photo_size
 from vidcolor.partial import claim_partial
@@ -28,17 +33,36 @@ ALPHA_SUFFIXES = {".png", ".tif", ".tiff", ".webp"}
 SIXTEEN_BIT_SUFFIXES = {".png", ".tif", ".tiff"}
 
 
+# Pixels per tile of the colour conversions: their float temporaries stay near 25 MB.
+TILE_PIXELS = 1 << 18
+
+
 @dataclass
 class Picture:
-    """A decoded image.
+    """A decoded image, as decoded (no float copy).
 
-    ``rgb``: ``(H, W, 3)`` float32 in [0, 1]; ``alpha``: ``(H, W)`` float32 in [0, 1] or None;
-    ``bits``: 8 or 16, the precision of the source.
+    ``pixels``: ``(H, W)`` grey or ``(H, W, 3)`` RGB, uint8 or uint16; ``alpha``: ``(H, W)`` of the
+    same dtype, or None.
     """
 
-    rgb: np.ndarray
-    alpha: np.ndarray | None
-    bits: int
+    pixels: np.ndarray
+    alpha: np.ndarray | None = None
+
+    @property
+    def bits(self) -> int:
+        """8 or 16: the precision of the source."""
+        return 16 if self.pixels.dtype == np.uint16 else 8
+
+    @property
+    def scale(self) -> float:
+        """The integer value of white (255 or 65535)."""
+        return 65535.0 if self.bits == 16 else 255.0
+
+    @property
+    def rgb(self) -> np.ndarray:
+        """``(H, W, 3)`` float32 RGB in [0, 1] (a new array; grey repeated on the three channels)."""
+        unit = self.pixels.astype(np.float32) / self.scale
+        return np.repeat(unit[..., None], 3, axis=2) if unit.ndim == 2 else unit
 
 
 # EXIF orientation -> the array operation that ImageOps.exif_transpose performs.
@@ -80,8 +104,8 @@ def read_image(path: Path) -> Picture:
             image = ImageOps.exif_transpose(image)
             mode = image.mode
             if mode in ("I;16", "I;16B", "I;16L", "I"):
-                grey = np.asarray(image, dtype=np.float32) / 65535.0
-                return Picture(np.repeat(grey[..., None], 3, axis=2).clip(0, 1), None, 16)
+                grey = np.asarray(image)
+                return Picture(grey if grey.dtype == np.uint16 else grey.clip(0, 65535).astype(np.uint16))
             if mode == "P":
                 image = image.convert("RGBA" if "transparency" in image.info else "RGB")
             elif mode == "PA":
@@ -98,33 +122,74 @@ def read_image(path: Path) -> Picture:
     if path.suffix.lower() in SIXTEEN_BIT_SUFFIXES:
         deep = _sixteen_bit(path, orientation)
         if deep is not None:
-            rgb = deep[..., :3].astype(np.float32) / 65535.0
-            alpha = deep[..., 3].astype(np.float32) / 65535.0 if deep.shape[2] == 4 else None
-            return Picture(rgb, alpha, 16)
-    scaled = array.astype(np.float32) / 255.0
-    if scaled.ndim == 2:
-        return Picture(np.repeat(scaled[..., None], 3, axis=2), None, 8)
-    alpha = scaled[..., 3] if scaled.shape[2] == 4 else None
-    return Picture(np.ascontiguousarray(scaled[..., :3]), alpha, 8)
+            array = deep
+    if array.ndim == 3 and array.shape[2] == 4:
+        return Picture(np.ascontiguousarray(array[..., :3]), np.ascontiguousarray(array[..., 3]))
+    return Picture(np.ascontiguousarray(array))
+
+
+def _row_tiles(height: int, width: int) -> list[slice]:
+    rows = max(1, TILE_PIXELS // max(1, width))
+    return [slice(top, min(height, top + rows)) for top in range(0, height, rows)]
+
+
+def picture_lightness(picture: Picture) -> torch.Tensor:
+    """``(1, 1, H, W)`` float32 lightness L in [0, 100] of a picture (of its grey version).
+
+    8-bit grey photos by table look-up; the others converted in tiles of rows.
+    """
+    pixels = picture.pixels
+    if pixels.ndim == 2 and pixels.dtype == np.uint8:
+        return torch.from_numpy(lightness_of_codes(full_range=True)[pixels])[None, None]
+    height, width = pixels.shape[:2]
+    lightness = torch.empty(1, 1, height, width)
+    for rows in _row_tiles(height, width):
+        unit = torch.from_numpy(pixels[rows].astype(np.float32) / picture.scale)
+        if unit.dim() == 2:
+            lightness[0, 0, rows] = luma_to_lightness(unit)
+        else:
+            lightness[0, :, rows] = rgb_to_lab(unit.permute(2, 0, 1))[:1]
+    return lightness
 
 
 def colorize_picture(picture: Picture, colorizer: Colorizer) -> np.ndarray:
     """Colorize a picture's lightness at full resolution.
 
     Returns:
-        ``(H, W, 3)`` float32 sRGB in [0, 1] whose L equals the input's (where not clipped).
+        ``(H, W, 3)`` RGB of the picture's dtype (uint8 or uint16) whose L equals the input's
+        (where not clipped).
     """
-    rgb = torch.from_numpy(picture.rgb).permute(2, 0, 1)[None]
-    lightness = rgb_to_lab(rgb)[:, :1]
-    ab = colorizer.ab(lightness).cpu().float()
-    out = lab_to_rgb(compose_lab(lightness, ab))
-    return out[0].permute(1, 2, 0).numpy()
+    lightness = picture_lightness(picture)
+    height, width = lightness.shape[-2:]
+    low = colorizer.ab_lowres(lightness).cpu().float()
+    wide = upsample_ab(low, (low.shape[-2], width))  # full width, network rows: small
+    out = np.empty((height, width, 3), picture.pixels.dtype)
+    for rows in _row_tiles(height, width):
+        ab = _upsample_rows(wide, rows, height)
+        rgb = lab_to_rgb(compose_lab(lightness[..., rows, :], ab))[0].permute(1, 2, 0)
+        out[rows] = (rgb * picture.scale).round_().numpy().astype(out.dtype)
+    return out
 
 
-def write_image(path: Path, rgb: np.ndarray, alpha: np.ndarray | None, bits: int) -> list[str]:
-    """Write ``(H, W, 3)`` RGB in [0, 1] (and alpha) atomically; returns notices for the user.
+def _upsample_rows(ab: torch.Tensor, rows: slice, height: int) -> torch.Tensor:
+    """Rows ``rows`` of the bilinear upsampling (``align_corners=False``, as
+    :func:`~vidcolor.colorizer.upsample_ab`) of ``(1, 2, h, W)`` ab to ``height`` rows: a tile
+    of the full-resolution ab without the whole of it. Returns ``(1, 2, len(rows), W)``."""
+    low = ab.shape[-2]
+    target = torch.arange(rows.start, rows.stop, dtype=torch.float64)
+    source = ((target + 0.5) * (low / height) - 0.5).clamp_min(0.0)
+    first = source.floor().long().clamp_max(low - 1)
+    second = (first + 1).clamp_max(low - 1)
+    weight = (source - first).float()[:, None]
+    return ab[..., first, :] * (1.0 - weight) + ab[..., second, :] * weight
 
-    The format follows the suffix; 16-bit sources stay 16-bit in PNG/TIFF. The file is written
+
+def write_image(path: Path, rgb: np.ndarray, alpha: np.ndarray | None = None) -> list[str]:
+    """Write ``(H, W, 3)`` uint8 or uint16 RGB (and ``(H, W)`` alpha of the same dtype) atomically;
+    returns notices for the user.
+
+    The format follows the suffix; 16-bit pictures stay 16-bit in PNG/TIFF (elsewhere they are
+    rounded to 8 bits). The file is written
     to a hidden partial file beside ``path`` (:mod:`vidcolor.partial`) and renamed, so no half
     file is ever left.
     """
@@ -135,10 +200,10 @@ def write_image(path: Path, rgb: np.ndarray, alpha: np.ndarray | None, bits: int
     if alpha is not None and suffix not in ALPHA_SUFFIXES:
         notices.append(f"{path}: {path.suffix} has no alpha channel; transparency dropped")
         alpha = None
-    deep = bits == 16 and suffix in SIXTEEN_BIT_SUFFIXES
-    scale, dtype = (65535.0, np.uint16) if deep else (255.0, np.uint8)
-    channels = rgb if alpha is None else np.concatenate((rgb, alpha[..., None]), axis=2)
-    pixels = np.round(np.clip(channels, 0, 1) * scale).astype(dtype)
+    deep = rgb.dtype == np.uint16 and suffix in SIXTEEN_BIT_SUFFIXES
+    pixels = rgb if alpha is None else np.concatenate((rgb, alpha[..., None]), axis=2)
+    if pixels.dtype == np.uint16 and not deep:
+        pixels = ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)
     try:
         tmp, stale = claim_partial(path)
     except OSError as error:

@@ -152,7 +152,7 @@ def run_colorize(
                 with one_file(job.source, report):
                     picture = read_image(job.source)
                     rgb = colorize_picture(picture, colorizer)
-                    for notice in write_image(job.target, rgb, picture.alpha, picture.bits):
+                    for notice in write_image(job.target, rgb, picture.alpha):
                         console.print(notice, highlight=False)
                     done += 1
                     if not quiet and len(images) < 2:
