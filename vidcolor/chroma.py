@@ -10,12 +10,10 @@ from __future__ import annotations
 import torch
 from torch.nn import functional
 
+from vidcolor.chroma_cpu import MATRICES, chroma_from_ab
 from vidcolor.color import compose_lab, lab_to_rgb, lightness_of_codes
 from vidcolor.colorizer import Colorizer, upsample_ab
 from vidcolor.decoding import FilmState
-
-# (Kr, Kb) of the luma equations Y' = Kr R' + (1 - Kr - Kb) G' + Kb B'.
-MATRICES = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722)}
 
 
 def luma_to_unit(luma: torch.Tensor, full_range: bool) -> torch.Tensor:
@@ -74,6 +72,8 @@ def chroma_planes(
     chroma_size = ((height + 1) // 2, (width + 1) // 2)
     lightness = luma_to_lightness_8bit(luma, full_range)
     ab = colorizer.ab_lowres(lightness, state)
+    if luma.device.type == "cpu":
+        return chroma_from_ab(luma, ab, full_range, matrix)  # fused, in numba
     lightness_small = functional.interpolate(lightness, size=chroma_size, mode="area")
     rgb = lab_to_rgb(compose_lab(lightness_small, upsample_ab(ab, chroma_size)))
     return rgb_to_chroma(rgb, full_range, matrix)

@@ -19,7 +19,7 @@ L_NORM = 100.0
 AB_NORM = 110.0
 
 # sRGB (linear) -> XYZ, as in scikit-image.
-_XYZ_FROM_RGB = torch.tensor(
+XYZ_FROM_RGB = torch.tensor(
     [
         [0.412453, 0.357580, 0.180423],
         [0.212671, 0.715160, 0.072169],
@@ -27,14 +27,14 @@ _XYZ_FROM_RGB = torch.tensor(
     ],
     dtype=torch.float64,
 )
-_RGB_FROM_XYZ = torch.linalg.inv(_XYZ_FROM_RGB)
+RGB_FROM_XYZ = torch.linalg.inv(XYZ_FROM_RGB)
 # D65 white, 2 degree observer.
-_WHITE = torch.tensor([0.95047, 1.0, 1.08883], dtype=torch.float64)
+WHITE_D65 = torch.tensor([0.95047, 1.0, 1.08883], dtype=torch.float64)
 
-_EPSILON = 0.008856  # (6/29)^3
-_KAPPA = 7.787  # (29/6)^2 / 3
-_F_OFFSET = 16.0 / 116.0
-_F_KNEE = 6.0 / 29.0  # f at the (6/29)^3 knee
+LAB_EPSILON = 0.008856  # (6/29)^3
+LAB_KAPPA = 7.787  # (29/6)^2 / 3
+LAB_F_OFFSET = 16.0 / 116.0
+LAB_F_KNEE = 6.0 / 29.0  # f at the (6/29)^3 knee
 
 
 def _check_channels(image: torch.Tensor, name: str) -> None:
@@ -66,12 +66,12 @@ def linear_to_srgb(linear: torch.Tensor) -> torch.Tensor:
 
 def _lab_f(t: torch.Tensor) -> torch.Tensor:
     """CIELAB's compander f(t): cube root above (6/29)^3, linear below."""
-    return torch.where(t > _EPSILON, t.clamp_min(_EPSILON) ** (1.0 / 3.0), _KAPPA * t + _F_OFFSET)
+    return torch.where(t > LAB_EPSILON, t.clamp_min(LAB_EPSILON) ** (1.0 / 3.0), LAB_KAPPA * t + LAB_F_OFFSET)
 
 
 def _lab_f_inverse(f: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`_lab_f`."""
-    return torch.where(f > _F_KNEE, f**3, (f - _F_OFFSET) / _KAPPA)
+    return torch.where(f > LAB_F_KNEE, f**3, (f - LAB_F_OFFSET) / LAB_KAPPA)
 
 
 def _lightness_from_f(fy: torch.Tensor) -> torch.Tensor:
@@ -94,7 +94,7 @@ def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     _check_channels(rgb, "rgb")
     if not rgb.is_floating_point():
         raise TypeError("rgb must be a floating-point tensor in [0, 1]")
-    xyz = _mix(_XYZ_FROM_RGB, srgb_to_linear(rgb)) / _channel_vector(_WHITE, rgb)
+    xyz = _mix(XYZ_FROM_RGB, srgb_to_linear(rgb)) / _channel_vector(WHITE_D65, rgb)
     fx, fy, fz = _lab_f(xyz).unbind(dim=-3)
     return torch.stack((_lightness_from_f(fy), 500.0 * (fx - fy), 200.0 * (fy - fz)), dim=-3)
 
@@ -111,8 +111,8 @@ def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
     lightness, a, b = lab.unbind(dim=-3)
     fy = _f_from_lightness(lightness)
     f = torch.stack((fy + a / 500.0, fy, (fy - b / 200.0).clamp_min(0.0)), dim=-3)
-    xyz = _lab_f_inverse(f) * _channel_vector(_WHITE, lab)
-    return linear_to_srgb(_mix(_RGB_FROM_XYZ, xyz)).clamp(0.0, 1.0)
+    xyz = _lab_f_inverse(f) * _channel_vector(WHITE_D65, lab)
+    return linear_to_srgb(_mix(RGB_FROM_XYZ, xyz)).clamp(0.0, 1.0)
 
 
 def luma_to_lightness(luma: torch.Tensor) -> torch.Tensor:
