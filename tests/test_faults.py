@@ -248,3 +248,14 @@ def test_links_in_folders_are_followed_once_and_loops_said(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "a loop" in result.stderr and "broken link" in result.stderr
     assert "evaluated 2 of 2" in result.stderr
+
+
+@pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs Linux's /proc (unwritable even for root)")
+def test_an_unwritable_output_folder_is_an_error_naming_the_output(tmp_path):
+    make_clip(tmp_path / "film.mp4", frames=4)
+    Image.fromarray(np.full((40, 60), 128, np.uint8)).save(tmp_path / "photo.png")
+    for source, target in ((tmp_path / "film.mp4", "/proc/film_out.mp4"), (tmp_path / "photo.png", "/proc/p.png")):
+        result = run_cli(str(source), "-o", target)
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        errors = [line for line in result.stderr.splitlines() if "error:" in line]
+        assert len(errors) == 1 and f"{target}: could not write" in errors[0], result.stderr
