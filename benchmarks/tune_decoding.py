@@ -1,12 +1,15 @@
 """Choose a model's default decoding by measurement: mean, and the annealed mean over temperatures.
 
     python benchmarks/tune_decoding.py MODEL.safetensors [--photos DIR] [--clips] [--temperatures 0.3,0.38,...]
+        [--mrf] [--runtime auto]
 
 Scores every decoding on the photos (full resolution; default ../shared/data/val) and, with
 ``--clips``, on the colour clips of ../shared/data/video turned grey (first 60 frames, temporal
 blend on), through vidcolor.evaluation (the path of ``vidcolor eval`` and the model card). Prints,
 per decoding, PSNR against grey, AuC and the colourfulness ratio (targets: PSNR >= grey + 0.2 dB,
-ratio 0.7-1.2 on photos; within 1.5 dB of grey and ratio <= 1.4 on clips).
+ratio 0.7-1.2 on photos; within 1.5 dB of grey and ratio <= 1.4 on clips). ``--mrf`` adds
+Potts-model variants (unary weight and form, posterior read out by mode or mean; target: PSNR
+within 0.3 dB of the default decoding's, lower TAE on the clips).
 """
 
 from __future__ import annotations
@@ -28,20 +31,29 @@ from vidcolor.decoding import DecodeSettings  # noqa: E402
 from vidcolor.evaluation import colorize_variants, load_rgb, mean_scores, score_frames  # noqa: E402
 from vidcolor.inputs import find_images  # noqa: E402
 from vidcolor.models import load_model  # noqa: E402
+from vidcolor.mrf import MRFSettings  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 
 
-def decodings(temperatures: list[float]) -> dict[str, DecodeSettings]:
+# Potts-model variants: (unary weight c, unary form, read-out).
+MRF_VARIANTS = [(10.0, "prob", "mode"), (10.0, "prob", "mean"), (30.0, "prob", "mean"), (30.0, "sqrt", "mean")]
+
+
+def decodings(temperatures: list[float], mrf: bool) -> dict[str, DecodeSettings]:
     out = {"mean": DecodeSettings("mean")}
     out.update({f"annealed T={t:g}": DecodeSettings("annealed", temperature=t) for t in temperatures})
+    if mrf:
+        for weight, unary, how in MRF_VARIANTS:
+            settings = MRFSettings(unary_weight=weight, unary=unary, readout=how)
+            out[f"mrf c={weight:g} {unary} {how}"] = DecodeSettings("mrf", mrf=settings)
     return out
 
 
-def score(model, settings: dict[str, DecodeSettings], items: list[tuple[torch.Tensor, bool]]) -> dict:
+def score(model, settings: dict[str, DecodeSettings], items: list[tuple[torch.Tensor, bool]], runtime: str) -> dict:
     """Mean scores per decoding (and grey) over ``(T, 3, H, W)`` frames, each a clip or a photo."""
     rows: dict[str, list[dict]] = {name: [] for name in ["grey", *settings]}
-    colorizer = Colorizer(model, "cpu", 256)
+    colorizer = Colorizer(model, "cpu", 256, runtime=runtime)
     for frames, clip in items:
         lightness = torch.cat([rgb_to_lab(c.double()).float()[:, :1] for c in frames.split(16)])
         scores = score_frames(colorize_variants(colorizer, settings, lightness, film=clip), frames, clip)
@@ -55,7 +67,7 @@ def show(title: str, table: dict) -> None:
     print(title)
     for name, row in table.items():
         print(
-            f"  {name:<16} PSNR {row['psnr']:6.2f} ({row['psnr'] - grey:+.2f} vs grey)  AuC {row['auc']:.4f}  "
+            f"  {name:<24} PSNR {row['psnr']:6.2f} ({row['psnr'] - grey:+.2f} vs grey)  AuC {row['auc']:.4f}  "
             f"colourfulness {row['colourfulness']:5.1f} (ratio {row['colourfulness_ratio']:.2f})"
             + (f"  TAE {row['tae']:.3f}" if "tae" in row else "")
         )
@@ -67,17 +79,19 @@ def main() -> None:
     parser.add_argument("--photos", type=Path, default=SHARED / "val")
     parser.add_argument("--clips", action="store_true")
     parser.add_argument("--temperatures", default="0.3,0.38,0.5,0.7")
+    parser.add_argument("--mrf", action="store_true", help="also score Potts-model variants")
+    parser.add_argument("--runtime", default="auto", help="where the network runs (the scores do not depend on it)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(2)
     model = load_model(args.model)
-    settings = decodings([float(t) for t in args.temperatures.split(",")])
+    settings = decodings([float(t) for t in args.temperatures.split(",")], args.mrf)
     photos = [(load_rgb(p)[None], False) for p in find_images([args.photos])]
-    figures = {"photos": score(model, settings, photos)}
+    figures = {"photos": score(model, settings, photos, args.runtime)}
     show(f"photos ({args.photos}, {len(photos)}):", figures["photos"])
     if args.clips:
         clips = [c for c in sorted(SHARED.glob("video/*.mp4")) if "bw" not in c.name]
-        figures["clips"] = score(model, settings, [(clip_frames(c, 60), True) for c in clips])
+        figures["clips"] = score(model, settings, [(clip_frames(c, 60), True) for c in clips], args.runtime)
         show(f"colour clips ({len(clips)}, first 60 frames):", figures["clips"])
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")

@@ -236,3 +236,17 @@ def test_the_blend_and_the_mrf_share_one_scene_cut_threshold():
         tiny_colorizer(method, scene_cut=0.1).ab_lowres(frames, strict)
         tiny_colorizer(method, scene_cut=0.3).ab_lowres(frames, lenient)
         assert (strict.cuts, lenient.cuts) == (1, 0), method
+
+
+def test_posterior_read_out_by_mode_or_mean():
+    from vidcolor.bins import GRID_VALUES
+    from vidcolor.mrf import readout
+
+    q = np.zeros((2, len(GRID_VALUES), 1, 2))
+    q[0, 5, 0, 0] = q[1, 7, 0, 0] = 1.0  # one-hot: mode and mean agree
+    q[0, 10, 0, 1] = q[0, 12, 0, 1] = 0.5  # spread over two bins: the mean lies between them
+    q[1, 3, 0, 1] = 2.0  # unnormalised
+    mode, mean = readout(q, "mode"), readout(q, "mean")
+    assert mode[0, 0, 0] == mean[0, 0, 0] == GRID_VALUES[5] and mean[1, 0, 0] == GRID_VALUES[7]
+    assert mode[0, 0, 1] in (GRID_VALUES[10], GRID_VALUES[12]) and mean[0, 0, 1] == GRID_VALUES[11]
+    assert mean[1, 0, 1] == GRID_VALUES[3]

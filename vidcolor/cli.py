@@ -126,6 +126,13 @@ def model_options(function):
     type=click.Choice(["prob", "sqrt"]),
     help="Unary term c*p or c*sqrt(p) (smoother).",
 )
+@option_from(
+    MRFSettings,
+    "readout",
+    "--mrf-readout",
+    type=click.Choice(["mode", "mean"]),
+    help="Colour of the MRF's posterior: its most likely bin, or its mean (smoother).",
+)
 @click.option(
     "--reference",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -158,6 +165,7 @@ def colorize(
     mrf_iters: int,
     mrf_sigma: float,
     mrf_unary: str,
+    mrf_readout: str,
     reference: Path | None,
     no_temporal: bool,
     batch_size: int,
@@ -190,7 +198,7 @@ def colorize(
         video_options=VideoOptions(
             codec=codec, crf=crf, preset=preset, batch_size=batch_size, accept_truncated=accept_truncated
         ),
-        mrf=MRFSettings(iterations=mrf_iters, sigma=mrf_sigma, unary=mrf_unary),
+        mrf=MRFSettings(iterations=mrf_iters, sigma=mrf_sigma, unary=mrf_unary, readout=mrf_readout),
         temporal=not no_temporal,
         reference=reference,
     )

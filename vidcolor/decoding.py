@@ -25,7 +25,7 @@ from torch.nn import functional
 
 from vidcolor.bins import ANNEAL_TEMPERATURE, DECODINGS, channel_marginals, decode, decode_probs, grid_cells
 from vidcolor.errors import VidcolorError
-from vidcolor.mrf import MRFSettings, histogram_transfer, mode_values, refine
+from vidcolor.mrf import MRFSettings, histogram_transfer, readout, refine
 
 ALL_DECODINGS = (*DECODINGS, "mrf")
 BLEND = 0.5
@@ -153,7 +153,7 @@ class Decoder:
             q = refine(frame_probs, lightness.numpy(), self.settings.mrf, previous, previous_light)
             if state is not None:
                 state.previous, state.previous_lightness = q, lightness
-            ab.append(mode_values(q))
+            ab.append(readout(q, self.settings.mrf.readout))
         return torch.from_numpy(np.stack(ab)).to(logits.device)
 
     def _blend(self, logits: torch.Tensor, small: torch.Tensor, state: FilmState) -> torch.Tensor:

@@ -16,7 +16,8 @@ bins (``bins.GRID_VALUES``). The model rewards (higher is better)
 Inference is mean-field: q starts uniform; each sweep updates the two colours of a
 checkerboard in turn (each pixel's q_i(k) proportional to exp(theta_i(k) + sum_j w_ij sum_l
 s(k, l) q_j(l))), which is coordinate ascent on the 4-neighbour graph. The banded s makes a
-sweep O(H W K). The result is nearly one-hot and is decoded by its mode.
+sweep O(H W K). The result is read out by its mode (``readout="mode"``; with strong terms q is
+nearly one-hot) or by its mean value (``readout="mean"``, smoother where q is spread).
 
 How the kernel is fast (``_mean_field``): the grid is split into its two checkerboard colours,
 each stored row by row with the bins of a row together, ``(H, K, ceil(W / 2))``, so that every
@@ -67,6 +68,7 @@ class MRFSettings:
     temporal_weight: float = TEMPORAL_WEIGHT
     temporal_sigma: float = TEMPORAL_SIGMA
     scene_cut: float = SCENE_CUT
+    readout: str = "mode"  # the colour of the posterior: its "mode" bin, or its "mean" value
 
 
 @numba.njit(inline="always", **_COMPILE)
@@ -378,6 +380,17 @@ def _mode_bins(q):  # pragma: no cover - compiled
                     if q[ch, c, y, x] > q[ch, best[ch, y, x], y, x]:
                         best[ch, y, x] = c
     return best
+
+
+def mean_values(q: np.ndarray) -> np.ndarray:
+    """``(C, K, H, W)`` distributions over ``GRID_VALUES`` -> ``(C, H, W)`` expected value (float32)."""
+    total = q.sum(axis=1)
+    return (np.tensordot(GRID_VALUES, q, axes=([0], [1])) / np.maximum(total, 1e-12)).astype(np.float32)
+
+
+def readout(q: np.ndarray, how: str) -> np.ndarray:
+    """The colour of each pixel's posterior: :func:`mode_values` or :func:`mean_values`."""
+    return mean_values(q) if how == "mean" else mode_values(q)
 
 
 def mode_values(q: np.ndarray) -> np.ndarray:
