@@ -36,17 +36,23 @@ from vidcolor.mrf import MRFSettings  # noqa: E402
 SHARED = ROOT.parent / "shared" / "data"
 
 
-# Potts-model variants: (unary weight c, unary form, read-out).
-MRF_VARIANTS = [(10.0, "prob", "mode"), (10.0, "prob", "mean"), (30.0, "prob", "mean"), (30.0, "sqrt", "mean")]
+# Potts-model variants: the shipped constants, and unary forms, strengths and read-outs around them.
+MRF_VARIANTS = {
+    "mrf shipped": {},
+    "mrf prob mean": {"readout": "mean"},
+    "mrf log c=1 s=0.5 mean": {"unary": "log", "unary_weight": 1.0, "same": 0.5, "near": 0.15, "readout": "mean"},
+    "mrf log c=1 s=1 mean": {"unary": "log", "unary_weight": 1.0, "same": 1.0, "near": 0.3, "readout": "mean"},
+    "mrf log c=1 s=2 mean": {"unary": "log", "unary_weight": 1.0, "same": 2.0, "near": 0.6, "readout": "mean"},
+    "mrf log c=1.43 s=1 mean": {"unary": "log", "unary_weight": 1.43, "same": 1.0, "near": 0.3, "readout": "mean"},
+}
 
 
 def decodings(temperatures: list[float], mrf: bool) -> dict[str, DecodeSettings]:
     out = {"mean": DecodeSettings("mean")}
     out.update({f"annealed T={t:g}": DecodeSettings("annealed", temperature=t) for t in temperatures})
     if mrf:
-        for weight, unary, how in MRF_VARIANTS:
-            settings = MRFSettings(unary_weight=weight, unary=unary, readout=how)
-            out[f"mrf c={weight:g} {unary} {how}"] = DecodeSettings("mrf", mrf=settings)
+        for name, changes in MRF_VARIANTS.items():
+            out[name] = DecodeSettings("mrf", mrf=MRFSettings(**changes))
     return out
 
 

@@ -7,6 +7,8 @@ resolution, converted to R'G'B' and then to Cb/Cr with the BT.601 or BT.709 matr
 
 from __future__ import annotations
 
+import cv2
+import numpy as np
 import torch
 from torch.nn import functional
 
@@ -68,12 +70,17 @@ def chroma_planes(
         ``(U, V)`` uint8 tensors ``(B, ceil(H/2), ceil(W/2))`` on ``colorizer.device``.
     """
     luma = luma.to(colorizer.device, non_blocking=True)
+    if luma.device.type == "cpu":
+        # No full-resolution float plane: the network's input is the 8-bit luma shrunk to its
+        # size (area average) and then looked up; the chroma is one fused pass in numba.
+        side = (colorizer.size, colorizer.size)
+        small = np.stack([cv2.resize(frame, side, interpolation=cv2.INTER_AREA) for frame in luma.numpy()])
+        ab = colorizer.ab_lowres(luma_to_lightness_8bit(torch.from_numpy(small), full_range), state)
+        return chroma_from_ab(luma, ab, full_range, matrix)
     height, width = luma.shape[-2:]
     chroma_size = ((height + 1) // 2, (width + 1) // 2)
     lightness = luma_to_lightness_8bit(luma, full_range)
     ab = colorizer.ab_lowres(lightness, state)
-    if luma.device.type == "cpu":
-        return chroma_from_ab(luma, ab, full_range, matrix)  # fused, in numba
     lightness_small = functional.interpolate(lightness, size=chroma_size, mode="area")
     rgb = lab_to_rgb(compose_lab(lightness_small, upsample_ab(ab, chroma_size)))
     return rgb_to_chroma(rgb, full_range, matrix)

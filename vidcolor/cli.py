@@ -123,8 +123,8 @@ def model_options(function):
     MRFSettings,
     "unary",
     "--mrf-unary",
-    type=click.Choice(["prob", "sqrt"]),
-    help="Unary term c*p or c*sqrt(p) (smoother).",
+    type=click.Choice(["prob", "sqrt", "log"]),
+    help="Unary term c*p, c*sqrt(p) (smoother) or c*log(p) (the network's own distribution).",
 )
 @option_from(
     MRFSettings,

@@ -3,7 +3,9 @@
 Each colour channel (a and b) is a grid of categorical variables over the K = 23 per-channel
 bins (``bins.GRID_VALUES``). The model rewards (higher is better)
 
-* unary: theta_i(k) = c * p_i(k) (``unary="prob"``) or c * sqrt(p_i(k)) (``unary="sqrt"``);
+* unary: theta_i(k) = c * p_i(k) (``unary="prob"``), c * sqrt(p_i(k)) (``unary="sqrt"``) or
+  c * log p_i(k) (``unary="log"``: with c = 1 and no pairwise term q is the network's own p,
+  so the pairwise term acts as a smoothing prior on it);
 * pairwise, between 4-neighbours i, j: w_ij * s(y_i, y_j) with s = ``same`` (10) for equal
   bins, ``near`` (3) for bins at most ``band`` (2) apart, 0 otherwise, and
   w_ij = exp(-(L_i - L_j)^2 / sigma), L the lightness scaled to [0, 1] (so sigma = 1e-4 means
@@ -50,6 +52,7 @@ MRF_SIGMA = 1e-4
 MRF_ITERATIONS = 8
 TEMPORAL_WEIGHT = 2.0
 TEMPORAL_SIGMA = 1e-2  # lightness changes more between frames (grain, motion) than across a pixel
+LOG_FLOOR = 1e-6  # the smallest probability the log unary sees
 SCENE_CUT = 0.12  # mean |L_t - L_t-1| (L in [0, 1]) above which a new scene starts
 _COMPILE = {"nogil": True, "cache": True, "fastmath": True, "error_model": "numpy"}
 
@@ -60,7 +63,7 @@ class MRFSettings:
 
     iterations: int = MRF_ITERATIONS
     sigma: float = MRF_SIGMA
-    unary: str = "prob"  # or "sqrt"
+    unary: str = "prob"  # or "sqrt", "log"
     unary_weight: float = MRF_UNARY_WEIGHT
     same: float = MRF_SAME
     near: float = MRF_NEAR
@@ -313,12 +316,15 @@ def link_weights(lightness: np.ndarray, sigma: float) -> tuple[np.ndarray, np.nd
 
 
 def unary_term(probs: np.ndarray, settings: MRFSettings) -> np.ndarray:
-    """theta = c p or c sqrt(p), elementwise, for probabilities of any shape; float64."""
+    """theta = c p, c sqrt(p) or c log p (p floored at 1e-6), elementwise, for probabilities of any
+    shape; float64."""
     probs = np.asarray(probs, dtype=np.float64)
     if settings.unary == "sqrt":
         return settings.unary_weight * np.sqrt(np.clip(probs, 0, None))
+    if settings.unary == "log":
+        return settings.unary_weight * np.log(np.clip(probs, LOG_FLOOR, None))
     if settings.unary != "prob":
-        raise ValueError(f"unknown unary {settings.unary!r}; use 'prob' or 'sqrt'")
+        raise ValueError(f"unknown unary {settings.unary!r}; use 'prob', 'sqrt' or 'log'")
     return settings.unary_weight * probs
 
 
