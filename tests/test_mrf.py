@@ -250,3 +250,19 @@ def test_posterior_read_out_by_mode_or_mean():
     assert mode[0, 0, 0] == mean[0, 0, 0] == GRID_VALUES[5] and mean[1, 0, 0] == GRID_VALUES[7]
     assert mode[0, 0, 1] in (GRID_VALUES[10], GRID_VALUES[12]) and mean[0, 0, 1] == GRID_VALUES[11]
     assert mean[1, 0, 1] == GRID_VALUES[3]
+
+
+def test_log_unary_without_pairwise_terms_returns_the_networks_distribution():
+    from vidcolor.bins import GRID_VALUES
+    from vidcolor.mrf import MRFSettings, readout, refine
+
+    rng = np.random.default_rng(3)
+    probs = rng.random((2, len(GRID_VALUES), 6, 7)) + 0.01
+    probs /= probs.sum(axis=1, keepdims=True)
+    lightness = rng.random((6, 7)).astype(np.float32)
+    settings = MRFSettings(unary="log", unary_weight=1.0, same=0.0, near=0.0, readout="mean")
+    q = refine(probs, lightness, settings)
+    q = q / q.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(q, probs, rtol=1e-6, atol=1e-9)
+    expected = np.tensordot(GRID_VALUES, probs, axes=([0], [1]))
+    np.testing.assert_allclose(readout(q, "mean"), expected, rtol=1e-5, atol=1e-4)
