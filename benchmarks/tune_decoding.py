@@ -44,6 +44,22 @@ MRF_VARIANTS = {
     "mrf log c=1 s=1 mean": {"unary": "log", "unary_weight": 1.0, "same": 1.0, "near": 0.3, "readout": "mean"},
     "mrf log c=1 s=2 mean": {"unary": "log", "unary_weight": 1.0, "same": 2.0, "near": 0.6, "readout": "mean"},
     "mrf log c=1.43 s=1 mean": {"unary": "log", "unary_weight": 1.43, "same": 1.0, "near": 0.3, "readout": "mean"},
+    "mrf log c=1 s=1 t=6 mean": {
+        "unary": "log",
+        "unary_weight": 1.0,
+        "same": 1.0,
+        "near": 0.3,
+        "temporal_weight": 6.0,
+        "readout": "mean",
+    },
+    "mrf log c=1 s=1 t=12 mean": {
+        "unary": "log",
+        "unary_weight": 1.0,
+        "same": 1.0,
+        "near": 0.3,
+        "temporal_weight": 12.0,
+        "readout": "mean",
+    },
 }
 
 
@@ -86,15 +102,21 @@ def main() -> None:
     parser.add_argument("--clips", action="store_true")
     parser.add_argument("--temperatures", default="0.3,0.38,0.5,0.7")
     parser.add_argument("--mrf", action="store_true", help="also score Potts-model variants")
+    parser.add_argument("--skip-photos", action="store_true", help="score the clips only")
+    parser.add_argument("--only", help="comma-separated decodings to score (names as printed)")
     parser.add_argument("--runtime", default="auto", help="where the network runs (the scores do not depend on it)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(2)
     model = load_model(args.model)
     settings = decodings([float(t) for t in args.temperatures.split(",")], args.mrf)
-    photos = [(load_rgb(p)[None], False) for p in find_images([args.photos])]
-    figures = {"photos": score(model, settings, photos, args.runtime)}
-    show(f"photos ({args.photos}, {len(photos)}):", figures["photos"])
+    if args.only:
+        settings = {name: settings[name] for name in args.only.split(",")}
+    figures = {}
+    if not args.skip_photos:
+        photos = [(load_rgb(p)[None], False) for p in find_images([args.photos])]
+        figures["photos"] = score(model, settings, photos, args.runtime)
+        show(f"photos ({args.photos}, {len(photos)}):", figures["photos"])
     if args.clips:
         clips = [c for c in sorted(SHARED.glob("video/*.mp4")) if "bw" not in c.name]
         figures["clips"] = score(model, settings, [(clip_frames(c, 60), True) for c in clips], args.runtime)
