@@ -92,8 +92,11 @@ def test_link_weights_and_unary_hand_values():
     assert mrf.unary_term(probs, mrf.MRFSettings()).tolist() == [[[2.5, 7.5]]]
     assert mrf.unary_term(probs, mrf.MRFSettings()).dtype == np.float64
     assert mrf.unary_term(probs, mrf.MRFSettings(unary="sqrt")).ravel().tolist() == pytest.approx([5.0, 10 * 0.75**0.5])
+    assert mrf.unary_term(probs, mrf.MRFSettings(unary="log")).ravel().tolist() == pytest.approx(
+        [10 * math.log(0.25), 10 * math.log(0.75)]
+    )
     with pytest.raises(ValueError):
-        mrf.unary_term(probs, mrf.MRFSettings(unary="log"))
+        mrf.unary_term(probs, mrf.MRFSettings(unary="cube"))
 
 
 def two_label_probs(height, width, label_left, label_right, noise, rng):

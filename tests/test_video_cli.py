@@ -159,16 +159,21 @@ def test_interrupt_stops_cleanly_and_leaves_no_file(tmp_path):
 def test_first_interrupt_asks_the_stages_to_stop_and_a_second_raises():
     from vidcolor import video
 
-    failure = video._Failure()
-    restore = video._stop_on_interrupt(failure)
+    # Python's own handler, as in a terminal (a shell starts background jobs with SIGINT ignored)
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        signal.raise_signal(signal.SIGINT)  # recorded, not raised wherever the main thread was
-        assert failure.stop.is_set() and isinstance(failure.error, KeyboardInterrupt)
-        with pytest.raises(KeyboardInterrupt):
-            signal.raise_signal(signal.SIGINT)
+        failure = video._Failure()
+        restore = video._stop_on_interrupt(failure)
+        try:
+            signal.raise_signal(signal.SIGINT)  # recorded, not raised wherever the main thread was
+            assert failure.stop.is_set() and isinstance(failure.error, KeyboardInterrupt)
+            with pytest.raises(KeyboardInterrupt):
+                signal.raise_signal(signal.SIGINT)
+        finally:
+            restore()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
-        restore()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        signal.signal(signal.SIGINT, outer)
 
 
 def test_subtitles_and_two_audio_tracks_with_tags(tmp_path):
