@@ -19,7 +19,7 @@ from vidcolor.colorizer import DEFAULT_SIZE, build_colorizer  # noqa: E402
 from vidcolor.decoding import ALL_DECODINGS  # noqa: E402
 from vidcolor.errors import VidcolorError  # noqa: E402
 from vidcolor.models.vidnet import VidNetConfig  # noqa: E402
-from vidcolor.mrf import MRFSettings  # noqa: E402
+from vidcolor.mrf import READOUTS, UNARIES, MRFSettings  # noqa: E402
 from vidcolor.runner import run_colorize  # noqa: E402
 from vidcolor.runtime import RUNTIMES  # noqa: E402
 from vidcolor.train.config import TrainConfig  # noqa: E402
@@ -120,19 +120,9 @@ def model_options(function):
     help="Lightness similarity scale of the MRF: w = exp(-(L_i - L_j)^2 / sigma), L in [0, 1].",
 )
 @option_from(
-    MRFSettings,
-    "unary",
-    "--mrf-unary",
-    type=click.Choice(["prob", "sqrt", "log"]),
-    help="Unary term c*p, c*sqrt(p) (smoother) or c*log(p) (the network's own distribution).",
+    MRFSettings, "unary", "--mrf-unary", type=click.Choice(UNARIES), help="MRF unary: c*p, c*sqrt(p), c*log(p)."
 )
-@option_from(
-    MRFSettings,
-    "readout",
-    "--mrf-readout",
-    type=click.Choice(["mode", "mean"]),
-    help="Colour of the MRF's posterior: its most likely bin, or its mean (smoother).",
-)
+@option_from(MRFSettings, "readout", "--mrf-readout", type=click.Choice(READOUTS), help="MRF colour: mode or mean.")
 @click.option(
     "--reference",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),

@@ -53,6 +53,8 @@ MRF_ITERATIONS = 8
 TEMPORAL_WEIGHT = 2.0
 TEMPORAL_SIGMA = 1e-2  # lightness changes more between frames (grain, motion) than across a pixel
 LOG_FLOOR = 1e-6  # the smallest probability the log unary sees
+UNARIES = ("prob", "sqrt", "log")
+READOUTS = ("mode", "mean")
 SCENE_CUT = 0.12  # mean |L_t - L_t-1| (L in [0, 1]) above which a new scene starts
 _COMPILE = {"nogil": True, "cache": True, "fastmath": True, "error_model": "numpy"}
 

@@ -105,25 +105,6 @@ def _stop_on_interrupt(failure: _Failure) -> Callable[[], None]:
     return lambda: signal.signal(signal.SIGINT, previous)
 
 
-def _put(q: queue.Queue, item, failure: _Failure) -> bool:
-    while not failure.stop.is_set():
-        try:
-            q.put(item, timeout=0.1)
-            return True
-        except queue.Full:
-            continue
-    return False
-
-
-def _get(q: queue.Queue, failure: _Failure):
-    while not failure.stop.is_set():
-        try:
-            return q.get(timeout=0.1)
-        except queue.Empty:
-            continue
-    return _END
-
-
 def _put(q: queue.Queue, item: object, failure: _Failure) -> bool:
     while not failure.stop.is_set():
         try:
