@@ -37,29 +37,26 @@ SHARED = ROOT.parent / "shared" / "data"
 
 
 # Potts-model variants: the shipped constants, and unary forms, strengths and read-outs around them.
+def _log_mrf(weight: float = 1.0, same: float = 1.0, temporal: float = MRFSettings.temporal_weight) -> dict:
+    """A log-unary Potts model read out by its mean (``near`` kept at 0.3 of ``same``)."""
+    return {
+        "unary": "log",
+        "unary_weight": weight,
+        "same": same,
+        "near": 0.3 * same,
+        "temporal_weight": temporal,
+        "readout": "mean",
+    }
+
+
 MRF_VARIANTS = {
     "mrf shipped": {},
     "mrf prob mean": {"readout": "mean"},
-    "mrf log c=1 s=0.5 mean": {"unary": "log", "unary_weight": 1.0, "same": 0.5, "near": 0.15, "readout": "mean"},
-    "mrf log c=1 s=1 mean": {"unary": "log", "unary_weight": 1.0, "same": 1.0, "near": 0.3, "readout": "mean"},
-    "mrf log c=1 s=2 mean": {"unary": "log", "unary_weight": 1.0, "same": 2.0, "near": 0.6, "readout": "mean"},
-    "mrf log c=1.43 s=1 mean": {"unary": "log", "unary_weight": 1.43, "same": 1.0, "near": 0.3, "readout": "mean"},
-    "mrf log c=1 s=1 t=6 mean": {
-        "unary": "log",
-        "unary_weight": 1.0,
-        "same": 1.0,
-        "near": 0.3,
-        "temporal_weight": 6.0,
-        "readout": "mean",
-    },
-    "mrf log c=1 s=1 t=12 mean": {
-        "unary": "log",
-        "unary_weight": 1.0,
-        "same": 1.0,
-        "near": 0.3,
-        "temporal_weight": 12.0,
-        "readout": "mean",
-    },
+    "mrf log c=1 s=0.5 mean": _log_mrf(same=0.5),
+    "mrf log c=1 s=1 mean": _log_mrf(),
+    "mrf log c=1 s=2 mean": _log_mrf(same=2.0),
+    "mrf log c=1.43 s=1 mean": _log_mrf(weight=1.43),
+    **{f"mrf log c=1 s=1 t={t:g} mean": _log_mrf(temporal=t) for t in (0.3, 0.6, 1.0)},
 }
 
 

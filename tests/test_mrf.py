@@ -269,3 +269,19 @@ def test_log_unary_without_pairwise_terms_returns_the_networks_distribution():
     np.testing.assert_allclose(q, probs, rtol=1e-6, atol=1e-9)
     expected = np.tensordot(GRID_VALUES, probs, axes=([0], [1]))
     np.testing.assert_allclose(readout(q, "mean"), expected, rtol=1e-5, atol=1e-4)
+
+
+def test_log_unary_links_frames_on_the_log_scale():
+    from vidcolor.bins import GRID_VALUES
+    from vidcolor.mrf import MRFSettings, refine
+
+    rng = np.random.default_rng(4)
+    k = len(GRID_VALUES)
+    probs, previous = (rng.random((2, k, 5, 6)) + 0.01 for _ in range(2))
+    probs /= probs.sum(axis=1, keepdims=True)
+    lightness = rng.random((5, 6)).astype(np.float32)
+    settings = MRFSettings(unary="log", unary_weight=1.0, same=0.0, near=0.0, temporal_weight=0.5)
+    q = refine(probs, lightness, settings, previous=previous * 3.0, previous_lightness=lightness)
+    expected = probs * (previous / previous.sum(axis=1, keepdims=True)) ** 0.5  # same lightness: full weight
+    expected /= expected.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(q / q.sum(axis=1, keepdims=True), expected, rtol=1e-6, atol=1e-9)

@@ -13,7 +13,8 @@ bins (``bins.GRID_VALUES``). The model rewards (higher is better)
 * temporal (films): pixel i of frame t is linked to the same pixel's final distribution at
   frame t-1 by temporal_weight * exp(-(L_i(t) - L_i(t-1))^2 / temporal_sigma) * s (its own
   sigma, 1e-2: film grain and motion change L between frames more than across a pixel; the
-  defaults cut flicker by a third on the colour clips, see benchmarks/RESULTS.md).
+  defaults cut flicker by a third on the colour clips, see benchmarks/RESULTS.md); with the log
+  unary the link is on the log scale too: that weight times log q_i(t-1)(k).
 
 Inference is mean-field: q starts uniform; each sweep updates the two colours of a
 checkerboard in turn (each pixel's q_i(k) proportional to exp(theta_i(k) + sum_j w_ij sum_l
@@ -353,9 +354,13 @@ def refine(
     if previous is not None and settings.temporal_weight > 0:
         change = (lightness.astype(np.float64) - previous_lightness.astype(np.float64)) ** 2
         weight = settings.temporal_weight * np.exp(-change / settings.temporal_sigma)
-        bias += _banded_smooth(
-            np.ascontiguousarray(previous, dtype=np.float64), weight, settings.same, settings.near, settings.band
-        )
+        if settings.unary == "log":  # on the log scale too: q is proportional to p * previous^weight
+            before = previous / np.maximum(previous.sum(axis=1, keepdims=True), 1e-12)
+            bias += weight * np.log(np.clip(before, LOG_FLOOR, None))
+        else:
+            bias += _banded_smooth(
+                np.ascontiguousarray(previous, dtype=np.float64), weight, settings.same, settings.near, settings.band
+            )
     right, down = link_weights(lightness, settings.sigma)
     return mean_field(bias, right, down, settings.iterations, settings.same, settings.near, settings.band)
 
