@@ -56,7 +56,7 @@ MRF_VARIANTS = {
     "mrf log c=1 s=1 mean": _log_mrf(),
     "mrf log c=1 s=2 mean": _log_mrf(same=2.0),
     "mrf log c=1.43 s=1 mean": _log_mrf(weight=1.43),
-    **{f"mrf log c=1 s=1 t={t:g} mean": _log_mrf(temporal=t) for t in (0.3, 0.6, 1.0)},
+    **{f"mrf log c=1 s=1 t={t:g} mean": _log_mrf(temporal=t) for t in (0.3, 0.5, 0.6, 1.0)},
 }
 
 

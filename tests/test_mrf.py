@@ -1,4 +1,5 @@
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -89,10 +90,12 @@ def test_link_weights_and_unary_hand_values():
     assert right[1, 0] == pytest.approx(1.0) and down[0, 0] == pytest.approx(1.0)
     assert right[:, 1].tolist() == [0, 0] and down[1].tolist() == [0, 0]
     probs = np.array([[[0.25, 0.75]]])
-    assert mrf.unary_term(probs, mrf.MRFSettings()).tolist() == [[[2.5, 7.5]]]
-    assert mrf.unary_term(probs, mrf.MRFSettings()).dtype == np.float64
-    assert mrf.unary_term(probs, mrf.MRFSettings(unary="sqrt")).ravel().tolist() == pytest.approx([5.0, 10 * 0.75**0.5])
-    assert mrf.unary_term(probs, mrf.MRFSettings(unary="log")).ravel().tolist() == pytest.approx(
+    assert mrf.unary_term(probs, mrf.POTTS_CLASSIC).tolist() == [[[2.5, 7.5]]]
+    assert mrf.unary_term(probs, mrf.POTTS_CLASSIC).dtype == np.float64
+    assert mrf.unary_term(probs, replace(mrf.POTTS_CLASSIC, unary="sqrt")).ravel().tolist() == pytest.approx(
+        [5.0, 10 * 0.75**0.5]
+    )
+    assert mrf.unary_term(probs, replace(mrf.POTTS_CLASSIC, unary="log")).ravel().tolist() == pytest.approx(
         [10 * math.log(0.25), 10 * math.log(0.75)]
     )
     with pytest.raises(ValueError):
@@ -113,11 +116,11 @@ def test_smoothing_follows_lightness_edges(rng):
     probs = two_label_probs(16, 16, 4, 16, noise=0.15, rng=rng)
     lightness = np.zeros((16, 16))
     lightness[:, 8:] = 0.6  # an edge where the labels change
-    q = mrf.refine(probs, lightness)[0]
+    q = mrf.refine(probs, lightness, mrf.POTTS_CLASSIC)[0]
     labels = q.argmax(axis=0)
     assert (labels[:, :8] == 4).all() and (labels[:, 8:] == 16).all()  # noise removed, edge kept
     assert q.max(axis=0).min() > 0.9  # nearly one-hot
-    independent = mrf.refine(probs, lightness, mrf.MRFSettings(same=0, near=0))
+    independent = mrf.refine(probs, lightness, replace(mrf.POTTS_CLASSIC, same=0, near=0))
     assert (independent.argmax(axis=1) == probs.argmax(axis=1)).all()  # no pairwise: mode of p
 
 
@@ -129,7 +132,7 @@ def test_histogram_transfer_pushes_an_ambiguous_region_toward_the_reference():
     histogram[red] = 1.0
     shifted = mrf.histogram_transfer(ambiguous, histogram)
     assert (shifted[red] > 0.9).all()
-    q = mrf.refine(shifted[None], np.zeros((8, 8)))
+    q = mrf.refine(shifted[None], np.zeros((8, 8)), mrf.POTTS_CLASSIC)
     assert (mrf.mode_values(q) == GRID_VALUES[red]).all()
 
 
@@ -140,9 +143,9 @@ def test_temporal_term_keeps_an_ambiguous_frame_on_the_previous_colour():
     ambiguous[:, 4] = ambiguous[:, 18] = 0.5
     ambiguous[:, 18] += 0.02  # slightly prefers the other colour on its own
     lightness = np.full((6, 6), 0.5)
-    previous = mrf.refine(first, lightness)
-    with_time = mrf.mode_values(mrf.refine(ambiguous, lightness, mrf.MRFSettings(), previous, lightness))
-    alone = mrf.mode_values(mrf.refine(ambiguous, lightness))
+    previous = mrf.refine(first, lightness, mrf.POTTS_CLASSIC)
+    with_time = mrf.mode_values(mrf.refine(ambiguous, lightness, mrf.POTTS_CLASSIC, previous, lightness))
+    alone = mrf.mode_values(mrf.refine(ambiguous, lightness, mrf.POTTS_CLASSIC))
     assert (with_time == GRID_VALUES[4]).all() and (alone == GRID_VALUES[18]).all()
 
 
@@ -150,7 +153,9 @@ def tiny_colorizer(method, temporal=True, reference=None, scene_cut=mrf.SCENE_CU
     torch.manual_seed(0)
     bins = torch.tensor([[a, b] for a in (-40.0, 0.0, 40.0) for b in (-40.0, 0.0, 40.0)])
     model = build_model("vidnet", VidNetConfig(widths=(8, 8, 8, 8), num_bins=9).to_dict(), bins).eval()
-    settings = DecodeSettings(method, temporal=temporal, reference=reference, mrf=mrf.MRFSettings(scene_cut=scene_cut))
+    settings = DecodeSettings(
+        method, temporal=temporal, reference=reference, mrf=replace(mrf.POTTS_CLASSIC, scene_cut=scene_cut)
+    )
     return Colorizer(model, "cpu", 64, settings)
 
 
@@ -176,7 +181,7 @@ def test_mrf_reference_weights_the_channel_marginals_once():
     small = torch.nn.functional.interpolate(lightness, size=logits.shape[-2:], mode="area")[0, 0].numpy() / 100
     channels = (reddish.sum(axis=1), reddish.sum(axis=0))
     weighted = np.stack([mrf.histogram_transfer(p, h) for p, h in zip(probs, channels, strict=True)])
-    expected = mrf.mode_values(mrf.refine(weighted, small))
+    expected = mrf.mode_values(mrf.refine(weighted, small, mrf.POTTS_CLASSIC))
     assert np.array_equal(colorizer.ab_lowres(lightness)[0].numpy(), expected)
 
 

@@ -45,13 +45,18 @@ import numpy as np
 
 from vidcolor.bins import GRID_VALUES
 
-MRF_UNARY_WEIGHT = 10.0
-MRF_SAME = 10.0
-MRF_NEAR = 3.0
+# The defaults: a log unary (the Potts term a smoothing prior on the network's own distribution),
+# linked to the previous frame on the log scale, read out by the mean; chosen for the lite0-unet
+# default model with benchmarks/tune_decoding.py --mrf (benchmarks/RESULTS.md).
+MRF_UNARY = "log"
+MRF_UNARY_WEIGHT = 1.0
+MRF_SAME = 1.0
+MRF_NEAR = 0.3
 MRF_BAND = 2
 MRF_SIGMA = 1e-4
 MRF_ITERATIONS = 8
-TEMPORAL_WEIGHT = 2.0
+TEMPORAL_WEIGHT = 0.5
+MRF_READOUT = "mean"
 TEMPORAL_SIGMA = 1e-2  # lightness changes more between frames (grain, motion) than across a pixel
 LOG_FLOOR = 1e-6  # the smallest probability the log unary sees
 UNARIES = ("prob", "sqrt", "log")
@@ -66,7 +71,7 @@ class MRFSettings:
 
     iterations: int = MRF_ITERATIONS
     sigma: float = MRF_SIGMA
-    unary: str = "prob"  # or "sqrt", "log"
+    unary: str = MRF_UNARY  # "prob", "sqrt" or "log"
     unary_weight: float = MRF_UNARY_WEIGHT
     same: float = MRF_SAME
     near: float = MRF_NEAR
@@ -74,7 +79,12 @@ class MRFSettings:
     temporal_weight: float = TEMPORAL_WEIGHT
     temporal_sigma: float = TEMPORAL_SIGMA
     scene_cut: float = SCENE_CUT
-    readout: str = "mode"  # the colour of the posterior: its "mode" bin, or its "mean" value
+    readout: str = MRF_READOUT  # the colour of the posterior: its "mode" bin, or its "mean" value
+
+
+# The constants shipped before the lite0-unet model (prob unary c = 10, same 10, near 3, temporal
+# 2, mode read-out): sharper, blotchier colours with less flicker.
+POTTS_CLASSIC = MRFSettings(unary="prob", unary_weight=10.0, same=10.0, near=3.0, temporal_weight=2.0, readout="mode")
 
 
 @numba.njit(inline="always", **_COMPILE)
