@@ -18,13 +18,6 @@ from vidcolor.colorizer import Colorizer, upsample_ab
 from vidcolor.decoding import FilmState
 
 
-def luma_to_unit(luma: torch.Tensor, full_range: bool) -> torch.Tensor:
-    """uint8 Y' ``(B, H, W)`` -> grey level ``(B, 1, H, W)`` float in [0, 1] (limited range: 16..235)."""
-    values = luma.float()
-    unit = values / 255.0 if full_range else (values - 16.0) / 219.0
-    return unit.clamp(0.0, 1.0)[:, None]
-
-
 def luma_to_lightness_8bit(luma: torch.Tensor, full_range: bool) -> torch.Tensor:
     """uint8 Y' ``(B, H, W)`` -> L ``(B, 1, H, W)`` float32 in [0, 100], by table look-up.
 

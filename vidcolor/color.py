@@ -143,10 +143,17 @@ def lightness_of_codes(full_range: bool = True) -> np.ndarray:
     return _LIGHTNESS_OF_CODES[bool(full_range)]
 
 
+def luma_to_unit(luma: torch.Tensor, full_range: bool) -> torch.Tensor:
+    """Y' codes ``(B, H, W)`` (uint8 or float) -> grey level ``(B, 1, H, W)`` float in [0, 1]
+    (full range: 0..255; limited range: 16..235, clipped outside)."""
+    values = luma if luma.is_floating_point() else luma.float()
+    unit = values / 255.0 if full_range else (values - 16.0) / 219.0
+    return unit.clamp(0.0, 1.0)[:, None]
+
+
 def _codes_to_lightness(full_range: bool) -> np.ndarray:
-    codes = torch.arange(256, dtype=torch.float64)
-    unit = codes / 255.0 if full_range else (codes - 16.0) / 219.0
-    return luma_to_lightness(unit.clamp(0.0, 1.0)).float().numpy()
+    codes = torch.arange(256, dtype=torch.float64)[None]
+    return luma_to_lightness(luma_to_unit(codes, full_range)).float().reshape(256).numpy()
 
 
 _LIGHTNESS_OF_CODES = {full: _codes_to_lightness(full) for full in (False, True)}
