@@ -36,8 +36,15 @@ def make_clip(
     video_codec: str = "libx264",
     sample_aspect: Fraction | None = None,
     bt709_tags: bool = False,
+    gop: int | None = 6,
+    preset: str = "ultrafast",
 ) -> dict:
-    """Write a clip and return what it holds: frame pts, time base, audio packet count."""
+    """Write a clip and return what it holds: frame pts, time base, audio packet count.
+
+    ``gop``: frames between keyframes (None: the encoder's default, 250 for libx264; the
+    default 6 lets films of a second be cut into segments);
+    ``preset``: libx264's (``medium`` codes B-frames, ``ultrafast`` none).
+    """
     container = av.open(str(path), "w")
     video = container.add_stream(video_codec, rate=fps)
     video.width, video.height = width, height
@@ -46,7 +53,9 @@ def make_clip(
     video.time_base = time_base
     video.codec_context.time_base = time_base
     if video_codec == "libx264":
-        video.codec_context.options = {"preset": "ultrafast"}
+        video.codec_context.options = {"preset": preset}
+    if gop is not None:
+        video.codec_context.gop_size = gop
     if sample_aspect is not None:
         video.codec_context.sample_aspect_ratio = sample_aspect
     if bt709_tags:

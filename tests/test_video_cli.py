@@ -1,4 +1,9 @@
-"""End-to-end tests of film mode through the real ``vidcolor`` command line on generated clips."""
+"""End-to-end tests of film mode through the real ``vidcolor`` command line on generated clips.
+
+Every test that runs the command through ``run_cli`` runs twice: in one pass, and in segments
+of 0.2 s (the generated clips have a keyframe every 6 frames), so that both paths keep frames,
+timestamps and streams alike.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +18,26 @@ import av
 import numpy as np
 import pytest
 
+from tests import conftest
 from tests.clips import make_clip
-from tests.conftest import SHARED, run_cli
+from tests.conftest import SHARED
+
+FILM_MODES = {"one-pass": "0", "segments": "0.2"}
+run_cli = conftest.run_cli  # replaced, test by test, by one that adds the film mode
+
+
+@pytest.fixture(autouse=True, params=list(FILM_MODES))
+def film_mode(request: pytest.FixtureRequest) -> str:
+    """Which path the tests' ``run_cli`` takes (``--segment-seconds``)."""
+    return request.param
+
+
+@pytest.fixture(autouse=True)
+def _run_cli_in_film_mode(film_mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    def run_in_mode(*args: str) -> subprocess.CompletedProcess:
+        return conftest.run_cli(*args, "--segment-seconds", FILM_MODES[film_mode])
+
+    monkeypatch.setitem(globals(), "run_cli", run_in_mode)
 
 
 def frame_info(path: Path) -> tuple[list[int], Fraction, float]:
@@ -134,12 +157,14 @@ def test_display_aspect_and_colour_tags_are_kept(tmp_path):
         assert [getattr(fb, t) for t in tags] == [getattr(fa, t) for t in tags] == [1, 1, 1, 1]
 
 
-def test_interrupt_stops_cleanly_and_leaves_no_file(tmp_path):
+def test_interrupt_stops_cleanly_and_leaves_no_file(tmp_path, film_mode):
+    if film_mode == "segments":
+        pytest.skip("runs in one pass; tests/test_segments_cli.py interrupts a segmented run")
     source = tmp_path / "long.mp4"
     make_clip(source, frames=900, width=320, height=180)
     target = tmp_path / "long_out.mp4"
     process = subprocess.Popen(
-        [sys.executable, "-m", "vidcolor", str(source), "-o", str(target)],
+        [sys.executable, "-m", "vidcolor", str(source), "-o", str(target), "--segment-seconds", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -156,14 +181,16 @@ def test_interrupt_stops_cleanly_and_leaves_no_file(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["long.mp4"]
 
 
-def test_first_interrupt_asks_the_stages_to_stop_and_a_second_raises():
-    from vidcolor import video
+def test_first_interrupt_asks_the_stages_to_stop_and_a_second_raises(film_mode):
+    if film_mode == "segments":
+        pytest.skip("no film is colorized")
+    from vidcolor import film_pipeline
 
     # Python's own handler, as in a terminal (a shell starts background jobs with SIGINT ignored)
     outer = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        failure = video._Failure()
-        restore = video._stop_on_interrupt(failure)
+        failure = film_pipeline.Failure()
+        restore = film_pipeline.stop_on_interrupt(failure)
         try:
             signal.raise_signal(signal.SIGINT)  # recorded, not raised wherever the main thread was
             assert failure.stop.is_set() and isinstance(failure.error, KeyboardInterrupt)
@@ -257,7 +284,7 @@ def test_corrupt_packets_mid_film_keep_frame_count_and_audio(tmp_path):
 
 def test_damaged_container_is_an_error_and_writes_nothing(tmp_path):
     clean = tmp_path / "clean.mkv"
-    make_clip(clean, frames=60, width=160, height=96, audio=["aac"])
+    make_clip(clean, frames=60, width=160, height=96, audio=["aac"], gop=None)
     data = bytearray(clean.read_bytes())
     rng = np.random.default_rng(0)
     for offset in (len(data) // 3, len(data) // 2):

@@ -20,7 +20,7 @@ from vidcolor.decoding import ALL_DECODINGS  # noqa: E402
 from vidcolor.errors import VidcolorError  # noqa: E402
 from vidcolor.models.vidnet import VidNetConfig  # noqa: E402
 from vidcolor.mrf import READOUTS, UNARIES, MRFSettings  # noqa: E402
-from vidcolor.runner import run_colorize  # noqa: E402
+from vidcolor.runner import EngineChoice, run_colorize  # noqa: E402
 from vidcolor.runtime import RUNTIMES  # noqa: E402
 from vidcolor.train.config import TrainConfig  # noqa: E402
 from vidcolor.video import VideoOptions  # noqa: E402
@@ -141,6 +141,28 @@ def model_options(function):
     help="Colorize a film whose frames end short of the length it declares (with a notice saying what is "
     "missing) instead of refusing it.",
 )
+@option_from(
+    VideoOptions,
+    "segment_seconds",
+    "--segment-seconds",
+    type=click.FloatRange(min=0),
+    help="Colorize films longer than two segments in segments of about this length (cut at keyframes), "
+    "kept beside the output until it is done, so that the same command resumes after a crash; 0: one pass.",
+)
+@click.option("--no-resume", is_flag=True, help="Start a film afresh even if an earlier run left finished segments.")
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: this process; ray: the segments of all films as tasks on Ray workers (pip install 'vidcolor[ray]').",
+)
+@click.option("--ray-address", help="--engine ray: join this running Ray cluster (default: start a local one).")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="--engine ray: colorizers to run (default: one per GPU, else one per 2 CPU cores of the cluster).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors and a final summary.")
 def colorize(
@@ -163,10 +185,17 @@ def colorize(
     crf: int,
     preset: str,
     accept_truncated: bool,
+    segment_seconds: float,
+    no_resume: bool,
+    engine: str,
+    ray_address: str | None,
+    workers: int | None,
     overwrite: bool,
     quiet: bool,
 ) -> None:
     """Colorize images and videos (told apart by their content)."""
+    if engine != "ray" and (ray_address or workers):
+        raise click.BadParameter("only with --engine ray", param_hint="--ray-address/--workers")
     if batch_size < 1:
         raise click.BadParameter("must be at least 1", param_hint="--batch-size")
     if mrf_iters < 1:
@@ -186,8 +215,15 @@ def colorize(
         overwrite=overwrite,
         quiet=quiet,
         video_options=VideoOptions(
-            codec=codec, crf=crf, preset=preset, batch_size=batch_size, accept_truncated=accept_truncated
+            codec=codec,
+            crf=crf,
+            preset=preset,
+            batch_size=batch_size,
+            accept_truncated=accept_truncated,
+            segment_seconds=segment_seconds,
+            resume=not no_resume,
         ),
+        engine=EngineChoice(engine, ray_address, workers),
         mrf=MRFSettings(iterations=mrf_iters, sigma=mrf_sigma, unary=mrf_unary, readout=mrf_readout),
         temporal=not no_temporal,
         reference=reference,

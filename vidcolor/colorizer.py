@@ -7,6 +7,9 @@ from the command line's choices and the model card's defaults.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+
 import numpy as np
 import torch
 from torch.nn import functional
@@ -18,7 +21,7 @@ from vidcolor.errors import VidcolorError
 from vidcolor.models.base import ColorNet
 from vidcolor.models.loading import load_model, model_card
 from vidcolor.mrf import MRFSettings
-from vidcolor.runtime import make_runner, resolve_runtime
+from vidcolor.runtime import export_key, make_runner, resolve_runtime
 
 DEFAULT_SIZE = 256
 
@@ -74,6 +77,17 @@ class Colorizer:
             self.notices.append(f"{error}; running it in PyTorch instead")
             self.runtime = "torch"
             self.run_network = make_runner(self.model, "torch", self.device, size, half)
+        self.half = half
+
+    def fingerprint(self) -> str:
+        """A hash of everything that decides this colorizer's colours: the network's weights, the
+        input size, the runtime (and its version), the device kind and precision, the decoding."""
+        digest = hashlib.sha256(export_key(self.model, self.runtime, self.size).encode())
+        settings = dataclasses.replace(self.decode, reference=None)
+        digest.update(f"|{self.device.type}|{self.half}|{settings!r}|".encode())
+        if self.decode.reference is not None:
+            digest.update(np.ascontiguousarray(self.decode.reference, dtype=np.float64).tobytes())
+        return digest.hexdigest()
 
     @torch.inference_mode()
     def logits(self, lightness: torch.Tensor) -> torch.Tensor:

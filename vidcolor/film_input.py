@@ -11,7 +11,7 @@ other streams that the output keeps.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,6 +151,12 @@ def _parse_clock(text: str | None) -> float | None:
         return None
 
 
+def _overshot(packet: av.Packet, start: int) -> bool:
+    """Whether a seek meant for the keyframe at or before ``start`` landed after it."""
+    stamp = packet.pts if packet.pts is not None else packet.dts
+    return stamp is not None and stamp > start
+
+
 def repeat_at(frame: av.VideoFrame, pts: int) -> av.VideoFrame:
     """A new frame with ``frame``'s pixels and colour tags at timestamp ``pts``."""
     copy = av.VideoFrame(frame.width, frame.height, frame.format.name)
@@ -179,9 +185,16 @@ class FilmReader:
 
     Frames go out in strictly increasing timestamps: a frame the decoder delivers late, for a
     slot already filled or passed, is dropped (counted in ``late``), so no timestamp is ever
-    written twice. Frames without a time base get the stream's. Counts of frames, decode errors,
-    repeated and late frames are kept for the summary, and for the truncation test the end
-    (timestamp plus duration, seconds) of the latest frame and of the latest packet of any stream.
+    written twice. Frames without a time base get the stream's.
+
+    With a ``span`` ``(start, end)`` (timestamps in the film stream's time base, either None for
+    open), only the film stream is read: the reader seeks to the keyframe at or before ``start``
+    and emits only the frames with ``start <= pts < end`` (gaps inside the span filled as above),
+    stopping once a frame at or past ``end`` comes out of the decoder.
+
+    Counts of frames, decode errors, repeated and late frames are kept for the summary, and for
+    the truncation test the end (timestamp plus duration, seconds) of the latest frame and of the
+    latest packet of any stream.
     """
 
     def __init__(
@@ -190,8 +203,11 @@ class FilmReader:
         keeps: Callable[[av.Packet], bool],
         emit: Callable[[av.VideoFrame | av.Packet], bool],
         stopped: Callable[[], bool] = lambda: False,
+        span: tuple[int | None, int | None] = (None, None),
     ) -> None:
         self.film, self.keeps, self.emit, self.stopped = film, keeps, emit, stopped
+        self.start, self.end = span
+        self.finished = False  # a frame at or past the span's end came out: nothing more to emit
         self.pending: list[int] = []  # pts of film packets whose frames have not come out yet
         self.previous: av.VideoFrame | None = None
         self.decode_errors = 0
@@ -202,9 +218,23 @@ class FilmReader:
         self.video_end: float | None = None  # seconds: where the latest frame ends
         self.content_end: float | None = None  # seconds: where the latest frame or packet of any stream ends
 
+    def _in_span(self, pts: int) -> bool:
+        return (self.start is None or pts >= self.start) and (self.end is None or pts < self.end)
+
     def _emit_frame(self, frame: av.VideoFrame) -> bool:
+        if self.finished:
+            return True
         if frame.time_base is None:
             frame.time_base = self.film.stream.time_base
+        if frame.pts is not None and self.start is not None and frame.pts < self.start:
+            self.previous = frame  # before the span: only a stand-in for an undecodable first frame
+            return True
+        if frame.pts is not None and self.end is not None and frame.pts >= self.end:
+            self.finished = True
+            while self.pending:
+                if not self._repeat(heapq.heappop(self.pending)):
+                    return False
+            return True
         if frame.pts is not None:
             if self.last_pts is not None and frame.pts <= self.last_pts:
                 self.late += 1  # its slot was filled (by a repeat) or passed
@@ -255,26 +285,49 @@ class FilmReader:
             return True
         return all(self._emit_frame(frame) for frame in frames)
 
+    def _packets(self) -> Iterator[av.Packet]:
+        """The packets to read: all streams' from the start, or the film stream's from the
+        keyframe at or before the span's start."""
+        container = self.film.container
+        if self.start is None and self.end is None:
+            yield from container.demux()
+            return
+        stream = self.film.stream
+        if self.start is not None:
+            container.seek(self.start, stream=stream, backward=True, any_frame=False)
+        packets = container.demux(stream)
+        first = next(packets, None)
+        if first is not None and self.start is not None and _overshot(first, self.start):
+            container.seek(container.start_time or 0, backward=True)  # the index lied: read from the top
+            packets = container.demux(stream)
+            first = next(packets, None)
+        if first is not None:
+            yield first
+            yield from packets
+
     def read(self) -> bool:
-        """Read the whole film; returns False when ``emit`` asked to stop.
+        """Read the whole film (or its span); returns False when ``emit`` asked to stop.
 
         Raises:
             VidcolorError: the container became unreadable, or too many packets were undecodable.
         """
         film_index = self.film.stream.index
         try:
-            for packet in self.film.container.demux():
+            for packet in self._packets():
                 if self.stopped():
                     return False
                 self._note_packet(packet)
                 if packet.stream.index == film_index:
-                    if packet.size and packet.pts is not None:
+                    if packet.size and packet.pts is not None and self._in_span(packet.pts):
                         heapq.heappush(self.pending, packet.pts)
                     if not self._decode(packet if packet.size else None):
                         return False
+                    if self.finished:
+                        break
                 elif self.keeps(packet) and not self.emit(packet):
                     return False
-            self._decode(None)
+            else:
+                self._decode(None)
         except av.error.FFmpegError as error:
             raise VidcolorError(f"unreadable at {self.frames} frames: {error}") from None
         for pts in sorted(self.pending):

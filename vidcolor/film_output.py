@@ -187,6 +187,78 @@ def _replace_chroma(frame: av.VideoFrame, u: np.ndarray, v: np.ndarray) -> None:
             plane.update(padded.tobytes())
 
 
+def video_codec(container: av.container.OutputContainer, codec: str | None) -> str:
+    """The colour video's encoder: ``codec``, or the container's usual one (libx264; VP9 in WebM)."""
+    return codec or VIDEO_DEFAULT.get(_family(container), DEFAULT_VIDEO_CODEC)
+
+
+def add_colour_video(
+    container: av.container.OutputContainer,
+    source: SourceFilm,
+    codec: str | None,
+    crf: int,
+    preset: str,
+    notices: list[str],
+) -> av.video.stream.VideoStream:
+    """Add the colour video stream to ``container``: the source film's size (odd sizes in 4:4:4,
+    with a line in ``notices``), time base, aspect ratio, colour range and tags, field order,
+    display rotation and language/title; encoder ``codec`` (None: :func:`video_codec`).
+
+    Raises:
+        VidcolorError: the codec is not available.
+    """
+    codec = video_codec(container, codec)
+    film = source.stream
+    rate = film.average_rate or film.guessed_rate or 25
+    try:
+        video = container.add_stream(codec, rate=rate, options=encoder_options(codec, crf, preset))
+    except (av.error.FFmpegError, ValueError) as error:
+        raise VidcolorError(f"--codec {codec}: not available ({error})") from None
+    video.width, video.height = film.codec_context.width, film.codec_context.height
+    odd = video.width % 2 or video.height % 2
+    video.pix_fmt = ODD_PIXEL_FORMAT if odd else EVEN_PIXEL_FORMAT
+    if odd:
+        notices.append(
+            f"{video.width}x{video.height} has an odd side, which 4:2:0 video cannot hold: written as "
+            f"{ODD_PIXEL_FORMAT} (4:4:4) at the same size; some players show only 4:2:0"
+        )
+    video.time_base = film.time_base
+    video.codec_context.time_base = film.time_base
+    if film.sample_aspect_ratio:
+        video.codec_context.sample_aspect_ratio = film.sample_aspect_ratio
+    for name, value in source.encoding.tags.items():
+        setattr(video.codec_context, name, value)
+    video.codec_context.color_range = COLOR_RANGE_JPEG if source.encoding.full_range else COLOR_RANGE_MPEG
+    order = film.codec_context.field_order
+    if order in INTERLACED_ORDERS or source.first.interlaced_frame:
+        _keep_interlacing(video, codec, order if order in INTERLACED_ORDERS else FIELD_TT)
+    if source.first.rotation:
+        video.set_display_rotation(source.first.rotation)
+    video.metadata.update({k: v for k, v in film.metadata.items() if k in ("language", "title", "handler_name")})
+    return video
+
+
+def _keep_interlacing(video: av.video.stream.VideoStream, codec: str, order: int) -> None:
+    """Code interlaced frames as interlaced, in the source's field order (an AVFieldOrder code)."""
+    video.codec_context.field_order = order
+    if codec in ("libx264", "libx265"):
+        top_first = order in (FIELD_TT, FIELD_TB)
+        options = dict(video.codec_context.options)
+        options["flags"] = "+ildct+ilme"
+        options["x264-params" if codec == "libx264" else "x265-params"] = "tff=1" if top_first else "bff=1"
+        video.codec_context.options = options
+
+
+def colour_frame(frame: av.VideoFrame, u: np.ndarray, v: np.ndarray, pix_fmt: str) -> av.VideoFrame:
+    """A yuv420p source ``frame`` with its chroma replaced by ``u``, ``v`` (uint8, half size),
+    in ``pix_fmt``, ready for the encoder (frame type left to it)."""
+    _replace_chroma(frame, u, v)
+    if pix_fmt != EVEN_PIXEL_FORMAT:
+        frame = frame.reformat(format=pix_fmt)
+    frame.pict_type = av.video.frame.PictureType.NONE  # let the encoder choose the frame types
+    return frame
+
+
 class FilmOutput:
     """The colour film being written: its video stream, the other streams' fates, the temporary file.
 
@@ -210,53 +282,11 @@ class FilmOutput:
         except (OSError, av.error.FFmpegError, ValueError) as error:
             raise OutputError(target, error) from None
         try:
-            self.video = self._add_video(
-                source, codec or VIDEO_DEFAULT.get(_family(self.container), DEFAULT_VIDEO_CODEC), crf, preset
-            )
+            self.video = add_colour_video(self.container, source, codec, crf, preset, self.notices)
             self.others = plan_other_streams(source, self.container, self.notices)
         except BaseException:
             self.discard()
             raise
-
-    def _add_video(self, source: SourceFilm, codec: str, crf: int, preset: str) -> av.video.stream.VideoStream:
-        film = source.stream
-        rate = film.average_rate or film.guessed_rate or 25
-        try:
-            video = self.container.add_stream(codec, rate=rate, options=encoder_options(codec, crf, preset))
-        except (av.error.FFmpegError, ValueError) as error:
-            raise VidcolorError(f"--codec {codec}: not available ({error})") from None
-        video.width, video.height = film.codec_context.width, film.codec_context.height
-        odd = video.width % 2 or video.height % 2
-        video.pix_fmt = ODD_PIXEL_FORMAT if odd else EVEN_PIXEL_FORMAT
-        if odd:
-            self.notices.append(
-                f"{video.width}x{video.height} has an odd side, which 4:2:0 video cannot hold: written as "
-                f"{ODD_PIXEL_FORMAT} (4:4:4) at the same size; some players show only 4:2:0"
-            )
-        video.time_base = film.time_base
-        video.codec_context.time_base = film.time_base
-        if film.sample_aspect_ratio:
-            video.codec_context.sample_aspect_ratio = film.sample_aspect_ratio
-        for name, value in source.encoding.tags.items():
-            setattr(video.codec_context, name, value)
-        video.codec_context.color_range = COLOR_RANGE_JPEG if source.encoding.full_range else COLOR_RANGE_MPEG
-        order = film.codec_context.field_order
-        if order in INTERLACED_ORDERS or source.first.interlaced_frame:
-            self._keep_interlacing(video, codec, order if order in INTERLACED_ORDERS else FIELD_TT)
-        if source.first.rotation:
-            video.set_display_rotation(source.first.rotation)
-        video.metadata.update({k: v for k, v in film.metadata.items() if k in ("language", "title", "handler_name")})
-        return video
-
-    def _keep_interlacing(self, video: av.video.stream.VideoStream, codec: str, order: int) -> None:
-        """Code interlaced frames as interlaced, in the source's field order (an AVFieldOrder code)."""
-        video.codec_context.field_order = order
-        if codec in ("libx264", "libx265"):
-            top_first = order in (FIELD_TT, FIELD_TB)
-            options = dict(video.codec_context.options)
-            options["flags"] = "+ildct+ilme"
-            options["x264-params" if codec == "libx264" else "x265-params"] = "tff=1" if top_first else "bff=1"
-            video.codec_context.options = options
 
     def keeps(self, packet: av.Packet) -> bool:
         """Whether a packet of another stream goes to the output (not empty, its stream not dropped)."""
@@ -269,12 +299,20 @@ class FilmOutput:
         Raises:
             OutputError: the file could not be written (e.g. the disk is full).
         """
-        _replace_chroma(frame, u, v)
-        if self.video.pix_fmt != EVEN_PIXEL_FORMAT:
-            frame = frame.reformat(format=self.video.pix_fmt)
-        frame.pict_type = av.video.frame.PictureType.NONE  # let the encoder choose the frame types
+        frame = colour_frame(frame, u, v, self.video.pix_fmt)
         with self._writing():
             self.container.mux(self.video.encode(frame))
+        self.frames += 1
+
+    def write_video_packet(self, packet: av.Packet) -> None:
+        """Mux an already encoded packet of the colour video (from a segment, same encoder settings).
+
+        Raises:
+            OutputError: the file could not be written.
+        """
+        packet.stream = self.video
+        with self._writing():
+            self.container.mux(packet)
         self.frames += 1
 
     def write_packet(self, packet: av.Packet) -> None:

@@ -14,6 +14,7 @@ from vidcolor.colorizer import build_colorizer
 from vidcolor.errors import VidcolorError
 from vidcolor.image import colorize_picture, read_image, reference_histogram, write_image
 from vidcolor.inputs import IMAGE_SUFFIXES, VIDEO_SUFFIXES, expand_inputs, sniff_kind
+from vidcolor.journal import work_folder
 from vidcolor.mrf import MRFSettings
 from vidcolor.video import VideoOptions, colorize_video
 
@@ -27,6 +28,16 @@ def default_output(path: Path, kind: str, folder: Path | None = None) -> Path:
         suffix = ".mkv"
     name = f"{path.stem}_color{suffix if suffix != path.suffix.lower() else path.suffix}"
     return (folder or path.parent) / name
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    """Where films are colorized: ``local`` (this process) or ``ray`` (``address`` None: a local
+    Ray; ``workers`` None: one per GPU, else one per 2 CPU cores)."""
+
+    name: str = "local"
+    address: str | None = None
+    workers: int | None = None
 
 
 @dataclass
@@ -54,6 +65,13 @@ def one_file(source: Path, report: Callable[[str], None]) -> Iterator[None]:
         report(f"{source}: not enough memory")
     except Exception as error:  # noqa: BLE001 - one file's failure must not end the batch
         report(f"{source}: unexpected {type(error).__name__}: {error} (please report this)")
+
+
+def _kept_work(target: Path) -> str:
+    """What to say about the finished segments a failed or interrupted run leaves behind."""
+    if not work_folder(target).exists():
+        return ""
+    return f" (its finished segments are kept in {work_folder(target)}: the same command resumes)"
 
 
 def plan_jobs(
@@ -104,8 +122,10 @@ def run_colorize(
     mrf: MRFSettings | None = None,
     temporal: bool = True,
     reference: Path | None = None,
+    engine: EngineChoice | None = None,
 ) -> int:
     """Colorize every input; returns the number of failures (errors go to stderr)."""
+    engine = engine or EngineChoice()
     console = Console(stderr=True, soft_wrap=True)
     quiet = quiet or not console.is_terminal
     failures = 0
@@ -160,14 +180,14 @@ def run_colorize(
                 progress.advance(task)
     for job in videos:
         try:
-            with one_file(job.source, report):
+            with one_file(job.source, lambda message, target=job.target: report(message + _kept_work(target))):
                 summary = colorize_video(
                     job.source, job.target, colorizer, quiet=quiet, console=console, options=video_options
                 )
                 console.print(summary, highlight=False)
                 done += 1
         except KeyboardInterrupt:
-            report(f"{job.source}: interrupted; {job.target} was not written")
+            report(f"{job.source}: interrupted; {job.target} was not written{_kept_work(job.target)}")
             raise SystemExit(130) from None
     console.print(
         f"colorized {done} of {done + failures} file(s)" + (f", {failures} failed" if failures else ""), highlight=False
