@@ -192,3 +192,23 @@ def build_colorizer(
         raise VidcolorError(f"{model}: predicts ab directly, so --decode {decode_method} does not apply to it")
     settings = DecodeSettings(method, temperature, mrf=mrf or MRFSettings(), temporal=temporal, reference=reference)
     return Colorizer(network, resolve_device(device), size, settings, runtime=runtime)
+
+
+@dataclasses.dataclass(frozen=True)
+class ColorizerSpec:
+    """The arguments of :func:`build_colorizer`, to build the same colorizer elsewhere (a Ray
+    worker); picklable."""
+
+    model: str
+    size: int
+    device: str
+    decode_method: str | None
+    temperature: float | None
+    mrf: MRFSettings | None = None
+    temporal: bool = True
+    reference: np.ndarray | None = None
+    runtime: str = "auto"
+
+    def build(self) -> Colorizer:
+        """Raises :class:`VidcolorError` as :func:`build_colorizer` does."""
+        return build_colorizer(**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})

@@ -9,13 +9,15 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.text import Text
 
-from vidcolor.colorizer import build_colorizer
+from vidcolor.colorizer import ColorizerSpec
 from vidcolor.errors import VidcolorError
 from vidcolor.image import colorize_picture, read_image, reference_histogram, write_image
 from vidcolor.inputs import IMAGE_SUFFIXES, VIDEO_SUFFIXES, expand_inputs, sniff_kind
 from vidcolor.journal import work_folder
 from vidcolor.mrf import MRFSettings
+from vidcolor.ray_engine import colorize_films_on_ray
 from vidcolor.video import VideoOptions, colorize_video
 
 
@@ -126,14 +128,14 @@ def run_colorize(
 ) -> int:
     """Colorize every input; returns the number of failures (errors go to stderr)."""
     engine = engine or EngineChoice()
-    console = Console(stderr=True, soft_wrap=True)
+    console = Console(stderr=True, soft_wrap=True, markup=False)  # file names may hold [brackets]
     quiet = quiet or not console.is_terminal
     failures = 0
 
     def report(message: str) -> None:
         nonlocal failures
         failures += 1
-        console.print(f"[red]vidcolor: error:[/red] {message}", highlight=False, soft_wrap=True)
+        console.print(Text.assemble(("vidcolor: error:", "red"), f" {message}"), highlight=False, soft_wrap=True)
 
     try:
         jobs = plan_jobs(inputs, output, overwrite, report, note=lambda m: console.print(m, highlight=False))
@@ -146,9 +148,8 @@ def run_colorize(
 
     try:
         histogram = reference_histogram(reference) if reference is not None else None
-        colorizer = build_colorizer(
-            model, size, device, decode_method, temperature, mrf, temporal, histogram, runtime=runtime
-        )
+        spec = ColorizerSpec(model, size, device, decode_method, temperature, mrf, temporal, histogram, runtime)
+        colorizer = spec.build()
     except VidcolorError as error:
         report(str(error))
         return failures
@@ -178,6 +179,27 @@ def run_colorize(
                     if not quiet and len(images) < 2:
                         console.print(f"{job.source} -> {job.target}", highlight=False)
                 progress.advance(task)
+    if videos and engine.name == "ray":
+        try:
+            done += colorize_films_on_ray(
+                [(job.source, job.target) for job in videos],
+                spec,
+                colorizer,
+                video_options or VideoOptions(),
+                engine.address,
+                engine.workers,
+                console,
+                quiet,
+                report,
+            )
+        except VidcolorError as error:
+            report(str(error))
+        except KeyboardInterrupt:
+            kept = any(work_folder(job.target).exists() for job in videos)
+            hint = " (their finished segments are kept: the same command resumes)" if kept else ""
+            report(f"interrupted; the films not finished were not written{hint}")
+            raise SystemExit(130) from None
+        videos = []
     for job in videos:
         try:
             with one_file(job.source, lambda message, target=job.target: report(message + _kept_work(target))):

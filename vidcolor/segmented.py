@@ -63,10 +63,12 @@ def prepare_journal(
     segment_seconds: float,
     resume: bool,
     notices: list[str],
+    always: bool = False,
 ) -> Journal | None:
     """The journal to work to for ``source`` -> ``target``: an earlier run's (``resume``, same
-    fingerprint) or a new plan; None when the film is one segment (colorize it in one pass).
-    Notices (work started afresh) go to ``notices``.
+    fingerprint) or a new plan (``segment_seconds`` 0: the whole film as one segment); None when
+    the film is one segment, unless ``always`` (then colorize it in one pass). Notices (work
+    started afresh) go to ``notices``.
 
     Raises:
         VidcolorError: the film cannot be read.
@@ -86,8 +88,8 @@ def prepare_journal(
             return journal
     elif folder.exists():
         notices.append("--no-resume: the unfinished work of an earlier run was removed")
-    plan = plan_segments(source, segment_seconds)
-    if len(plan) < 2:
+    plan = plan_segments(source, segment_seconds) if segment_seconds > 0 else [Segment(0, None, None, None)]
+    if len(plan) < 2 and not always:
         shutil.rmtree(folder, ignore_errors=True)  # one pass: no stale work left behind either
         return None
     return Journal.start(folder, fingerprint, plan)

@@ -97,7 +97,7 @@ def colorize_video(
             kept for the next run).
     """
     options = options or VideoOptions()
-    console = console or Console(stderr=True, soft_wrap=True)
+    console = console or Console(stderr=True, soft_wrap=True, markup=False)
     started = time.perf_counter()
     failure = Failure()
     restore_interrupt = stop_on_interrupt(failure)
@@ -185,8 +185,12 @@ def _in_segments(
         raise
     frames, copied, output_notices = finish_film(source, target, journal, options.encoder, options.accept_truncated)
     notices.extend(output_notices)
-    segments = f"; {len(journal.plan)} segments"
+    return FilmReport(frames, copied, counts, segments_phrase(len(journal.plan), kept, kept_frames, counts))
+
+
+def segments_phrase(segments: int, kept: int, kept_frames: int, counts: RunCounts) -> str:
+    """What a segmented run did, for its summary: segments, those kept, frames done now."""
+    phrase = f"; {segments} segment{'s' if segments != 1 else ''}"
     if kept:
-        segments += f", {kept} of them ({kept_frames} frames) kept from an earlier run"
-    segments += f"; {counts.frames} frames colorized now, {counts.warmup} of warm-up"
-    return FilmReport(frames, copied, counts, segments)
+        phrase += f", {kept} of them ({kept_frames} frames) kept from an earlier run"
+    return phrase + f"; {counts.frames} frames colorized now, {counts.warmup} of warm-up"
