@@ -100,7 +100,7 @@ def test_segment_joins_match_a_one_pass_run(tmp_path):
     assert worst >= 35, worst
 
 
-def test_interrupted_segmented_run_keeps_its_segments(tmp_path):
+def test_interrupted_run_keeps_its_segments_unless_settings_change_or_no_resume(tmp_path):
     source = tmp_path / "film.mp4"
     make_clip(source, frames=600, width=96, height=64, fps=25, gop=25, audio=["aac"])
     target = tmp_path / "out.mp4"
@@ -122,16 +122,13 @@ def test_interrupted_segmented_run_keeps_its_segments(tmp_path):
     assert "kept from an earlier run" not in changed.stderr
     assert_same_packets(packets(target, "audio"), packets(source, "audio"))
 
-
-def test_no_resume_starts_afresh(tmp_path):
-    source = tmp_path / "film.mp4"
-    make_clip(source, frames=600, width=96, height=64, fps=25, gop=25, audio=["aac"])
-    target = tmp_path / "out.mp4"
+    # --no-resume: the kept work of a killed run is removed, the film done afresh
+    target.unlink()
     kill_when_done(start(source, target, "--segment-seconds", "2"), target, 1)
-    result = run_cli(str(source), "-o", str(target), *FAST, "--segment-seconds", "2", "--no-resume")
-    assert result.returncode == 0, result.stderr
-    assert "--no-resume" in result.stderr and "kept from an earlier run" not in result.stderr
-    assert "600 frames colorized now" in result.stderr
+    afresh = run_cli(str(source), "-o", str(target), *FAST, "--segment-seconds", "2", "--no-resume")
+    assert afresh.returncode == 0, afresh.stderr
+    assert "--no-resume" in afresh.stderr and "kept from an earlier run" not in afresh.stderr
+    assert "600 frames colorized now" in afresh.stderr
     check_film(source, target)
 
 
