@@ -65,19 +65,20 @@ def ray_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 os.environ[name] = value
 
 
-def test_three_films_on_a_ray_cluster(tmp_path, ray_address):
+def test_three_films_on_a_ray_cluster_and_one_that_fails_alone(tmp_path, ray_address):
     films = tmp_path / "films"
     films.mkdir()
     make_clip(films / "a.mp4", frames=60, fps=24, gop=12, preset="medium", audio=["aac"])
     make_clip(films / "b.mkv", frames=48, fps=24, gop=12, audio=["libopus"], rotation=90)
     make_clip(films / "c.mp4", frames=20, fps=24, vfr=True, audio=["aac"], gop=None)  # one segment
+    (films / "d.mp4").write_bytes(b"\x00" * 1000)  # not a film: fails alone
     out = tmp_path / "out"
     result = run_cli(
         str(films), "-o", str(out), "--size", "64", "--segment-seconds", "0.5", "--engine", "ray",
         "--ray-address", ray_address,
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert "colorized 3 of 3" in result.stderr
+    assert result.returncode == 1, result.stderr
+    assert "colorized 3 of 4" in result.stderr and "d.mp4" in result.stderr
     for name, suffix in (("a", ".mp4"), ("b", ".mkv"), ("c", ".mp4")):
         target = out / f"{name}_color{suffix}"
         check_film(films / f"{name}{suffix}", target)
@@ -85,20 +86,6 @@ def test_three_films_on_a_ray_cluster(tmp_path, ray_address):
     assert result.stderr.count("(on Ray)") == 3
     for segments in ("; 5 segments", "; 4 segments", "; 1 segment;"):
         assert segments in result.stderr, result.stderr
-
-
-def test_a_bad_film_fails_alone_on_ray(tmp_path, ray_address):
-    good = tmp_path / "good.mp4"
-    make_clip(good, frames=30, gop=12)
-    bad = tmp_path / "bad.mp4"
-    bad.write_bytes(b"\x00" * 1000)
-    result = run_cli(
-        str(good), str(bad), "-o", str(tmp_path / "out"), "--size", "64", "--engine", "ray",
-        "--ray-address", ray_address,
-    )  # fmt: skip
-    assert result.returncode == 1
-    assert "colorized 1 of 2" in result.stderr and "bad.mp4" in result.stderr
-    check_film(good, tmp_path / "out" / "good_color.mp4")
 
 
 def test_without_ray_the_engine_is_a_one_line_error(tmp_path):

@@ -102,9 +102,9 @@ def test_segment_joins_match_a_one_pass_run(tmp_path):
 
 def test_interrupted_run_keeps_its_segments_unless_settings_change_or_no_resume(tmp_path):
     source = tmp_path / "film.mp4"
-    make_clip(source, frames=600, width=96, height=64, fps=25, gop=25, audio=["aac"])
+    make_clip(source, frames=300, width=96, height=64, fps=25, gop=25, audio=["aac"])
     target = tmp_path / "out.mp4"
-    process = start(source, target, "--segment-seconds", "2")
+    process = start(source, target, "--segment-seconds", "1")
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (journal_of(target) or {}).get("done"):
         time.sleep(0.02)
@@ -116,7 +116,7 @@ def test_interrupted_run_keeps_its_segments_unless_settings_change_or_no_resume(
     assert journal_of(target)["done"]
 
     # other settings: the kept work is not used
-    changed = run_cli(str(source), "-o", str(target), *FAST, "--segment-seconds", "2", "--crf", "30")
+    changed = run_cli(str(source), "-o", str(target), *FAST, "--segment-seconds", "1", "--crf", "30")
     assert changed.returncode == 0, changed.stderr
     assert "another input, model or settings: starting afresh" in changed.stderr
     assert "kept from an earlier run" not in changed.stderr
@@ -124,11 +124,11 @@ def test_interrupted_run_keeps_its_segments_unless_settings_change_or_no_resume(
 
     # --no-resume: the kept work of a killed run is removed, the film done afresh
     target.unlink()
-    kill_when_done(start(source, target, "--segment-seconds", "2"), target, 1)
-    afresh = run_cli(str(source), "-o", str(target), *FAST, "--segment-seconds", "2", "--no-resume")
+    kill_when_done(start(source, target, "--segment-seconds", "1"), target, 1)
+    afresh = run_cli(str(source), "-o", str(target), *FAST, "--segment-seconds", "1", "--no-resume")
     assert afresh.returncode == 0, afresh.stderr
     assert "--no-resume" in afresh.stderr and "kept from an earlier run" not in afresh.stderr
-    assert "600 frames colorized now" in afresh.stderr
+    assert "300 frames colorized now" in afresh.stderr
     check_film(source, target)
 
 

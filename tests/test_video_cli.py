@@ -29,7 +29,10 @@ run_cli = conftest.run_cli  # replaced, test by test, by one that adds the film 
 
 @pytest.fixture(autouse=True, params=list(FILM_MODES))
 def film_mode(request: pytest.FixtureRequest) -> str:
-    """Which path the tests' ``run_cli`` takes (``--segment-seconds``)."""
+    """Which path the tests' ``run_cli`` takes (``--segment-seconds``); tests marked
+    ``one_pass`` (nothing in them differs in segments) run in one pass only."""
+    if request.param == "segments" and request.node.get_closest_marker("one_pass"):
+        pytest.skip("the same in segments")
     return request.param
 
 
@@ -100,7 +103,11 @@ def check_film(source: Path, target: Path, audio_identical: bool = True) -> None
 
 @pytest.mark.parametrize(
     ("name", "audio", "suffix"),
-    [("aac", ["aac"], ".mp4"), ("mp3", ["libmp3lame"], ".mp4"), ("opus_mkv", ["libopus"], ".mkv")],
+    [
+        ("aac", ["aac"], ".mp4"),
+        pytest.param("mp3", ["libmp3lame"], ".mp4", marks=pytest.mark.one_pass),  # copied as AAC is
+        ("opus_mkv", ["libopus"], ".mkv"),
+    ],
 )
 def test_audio_is_copied_packet_for_packet(tmp_path, name, audio, suffix):
     source = tmp_path / f"{name}{suffix}"
@@ -158,9 +165,8 @@ def test_display_aspect_and_colour_tags_are_kept(tmp_path):
         assert [getattr(fb, t) for t in tags] == [getattr(fa, t) for t in tags] == [1, 1, 1, 1]
 
 
-def test_interrupt_stops_cleanly_and_leaves_no_file(tmp_path, film_mode):
-    if film_mode == "segments":
-        pytest.skip("runs in one pass; tests/test_segments_cli.py interrupts a segmented run")
+@pytest.mark.one_pass  # tests/test_segments_cli.py interrupts a segmented run
+def test_interrupt_stops_cleanly_and_leaves_no_file(tmp_path):
     source = tmp_path / "long.mp4"
     make_clip(source, frames=900, width=320, height=180)
     target = tmp_path / "long_out.mp4"
@@ -182,9 +188,8 @@ def test_interrupt_stops_cleanly_and_leaves_no_file(tmp_path, film_mode):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["long.mp4"]
 
 
-def test_first_interrupt_asks_the_stages_to_stop_and_a_second_raises(film_mode):
-    if film_mode == "segments":
-        pytest.skip("no film is colorized")
+@pytest.mark.one_pass  # no film is colorized
+def test_first_interrupt_asks_the_stages_to_stop_and_a_second_raises():
     from vidcolor import film_pipeline
 
     # Python's own handler, as in a terminal (a shell starts background jobs with SIGINT ignored)
@@ -238,6 +243,7 @@ def test_audio_the_container_cannot_hold_is_transcoded(tmp_path):
     check_film(source, target, audio_identical=False)
 
 
+@pytest.mark.one_pass  # the input side only
 def test_colour_film_is_handled_as_grey(tmp_path):
     source = tmp_path / "colour.mp4"
     make_clip(source, frames=16, colour=True)
@@ -283,6 +289,7 @@ def test_corrupt_packets_mid_film_keep_frame_count_and_audio(tmp_path):
     assert "60 frames" in result.stderr
 
 
+@pytest.mark.one_pass  # a film of one keyframe: one segment
 def test_damaged_container_is_an_error_and_writes_nothing(tmp_path):
     clean = tmp_path / "clean.mkv"
     make_clip(clean, frames=60, width=160, height=96, audio=["aac"], gop=None)
@@ -297,6 +304,7 @@ def test_damaged_container_is_an_error_and_writes_nothing(tmp_path):
     assert not (tmp_path / "out.mkv").exists()
 
 
+@pytest.mark.one_pass  # the inputs fail before any segment
 def test_bad_inputs_and_outputs(tmp_path):
     (tmp_path / "text.mp4").write_text("not a film")
     make_clip(tmp_path / "good.mp4", frames=10)
@@ -346,9 +354,8 @@ def test_failed_encoder_leaves_no_file(tmp_path):
 
 
 @pytest.mark.skipif(not (SHARED / "data/video/chaplin-bw.mp4").exists(), reason="../shared is absent")
-def test_real_black_and_white_film(tmp_path, film_mode):
-    if film_mode == "segments":
-        pytest.skip("the real film has one keyframe: it runs once, at the default size")
+@pytest.mark.one_pass  # the real film has one keyframe: one segment
+def test_real_black_and_white_film(tmp_path):
     source = SHARED / "data/video/chaplin-bw.mp4"
     target = tmp_path / "chaplin_color.mp4"
     result = conftest.run_cli(str(source), "-o", str(target), "--batch-size", "16")
