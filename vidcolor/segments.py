@@ -4,10 +4,10 @@ A long film is colorized as segments that each start at a keyframe (about every
 ``segment_seconds``), found from the packets of the film stream without decoding. Each
 segment's colour video is encoded on its own (so it starts with a keyframe of its own) and kept
 as a *segment file*: the encoder's packets with their exact timestamps in the film's time base.
-Container formats were tried for these files and rejected: NUT and Matroska change the time base
-and shift or drop the first timestamps, MP4 rewrites them through an edit list, while the final
-film must carry the source's timestamps exactly. The final film is assembled from the segment
-files (:mod:`vidcolor.film_assembly`).
+A container would not keep them exactly: NUT (tried) changed the time base and lost the first
+decode timestamps, and Matroska keeps milliseconds, while the final film must carry the
+source's timestamps. The final film is assembled from the segment files
+(:mod:`vidcolor.film_assembly`).
 
 A segment other than the first starts with a *warm-up*: the frames just before it are
 colorized but not written, so that the film's temporal state enters the segment as a one-pass

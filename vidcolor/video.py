@@ -108,10 +108,8 @@ def colorize_video(
             journal = prepare_journal(
                 source, target, colorizer, options.encoder, options.segment_seconds, options.resume, notices
             )
-        if journal is None:
-            summary = _one_pass(source, target, colorizer, options, console, quiet, failure, notices)
-        else:
-            summary = _in_segments(source, target, colorizer, journal, options, console, quiet, failure, notices)
+        run = _FilmRun(source, target, colorizer, options, console, quiet, failure, notices)
+        summary = _one_pass(run) if journal is None else _in_segments(run, journal)
     finally:
         restore_interrupt()
     for notice in notices:
@@ -119,62 +117,59 @@ def colorize_video(
     return summary.line(source, target, time.perf_counter() - started)
 
 
-def _one_pass(
-    source: Path,
-    target: Path,
-    colorizer: Colorizer,
-    options: VideoOptions,
-    console: Console,
-    quiet: bool,
-    failure: Failure,
-    notices: list[str],
-) -> FilmReport:
+@dataclass
+class _FilmRun:
+    """One film's run: what to colorize into what, with what, where to report."""
+
+    source: Path
+    target: Path
+    colorizer: Colorizer
+    options: VideoOptions
+    console: Console
+    quiet: bool
+    failure: Failure
+    notices: list[str]
+
+
+def _one_pass(run: _FilmRun) -> FilmReport:
     """The whole film through one pipeline into one output."""
+    source, target, colorizer, options, failure = run.source, run.target, run.colorizer, run.options, run.failure
     with SourceFilm.open(source) as film:
         output = FilmOutput(target, film, options.codec, options.crf, options.preset)
         try:
             state = FilmState() if colorizer.decode.temporal else None
             chroma = make_chroma_function(colorizer, state, film.encoding)
-            with progress_bar(console, quiet) as progress:
+            with progress_bar(run.console, run.quiet) as progress:
                 reader = run_pipeline(film, output, chroma, options.batch_size, failure, progress)
             ends = (reader.video_end, reader.content_end)
             check_complete(film, output.frames, ends, target, output.notices, options.accept_truncated)
             output.finish()
         finally:
             output.discard()
-    notices.extend(output.notices)
+    run.notices.extend(output.notices)
     counts = RunCounts(output.frames, 0, reader.decode_errors, reader.repeated, reader.late)
     counts.cuts = state.cuts if state is not None else 0
     return FilmReport(output.frames, output.copied, counts)
 
 
-def _in_segments(
-    source: Path,
-    target: Path,
-    colorizer: Colorizer,
-    journal: Journal,
-    options: VideoOptions,
-    console: Console,
-    quiet: bool,
-    failure: Failure,
-    notices: list[str],
-) -> FilmReport:
+def _in_segments(run: _FilmRun, journal: Journal) -> FilmReport:
     """The film's missing segments, then the assembly."""
+    source, target, options = run.source, run.target, run.options
     kept, kept_frames = len(journal.done), journal.frames_done
     counts = RunCounts()
     try:
-        with progress_bar(console, quiet) as progress:
-            for run in runs_of(journal.missing()):
+        with progress_bar(run.console, run.quiet) as progress:
+            for segments in runs_of(journal.missing()):
                 counts.add(
                     colorize_segments(
                         source,
                         target,
-                        run,
-                        colorizer,
+                        segments,
+                        run.colorizer,
                         options.encoder,
                         options.batch_size,
                         journal.record,
-                        failure,
+                        run.failure,
                         progress,
                         journal.frames_done,
                     )
@@ -184,7 +179,7 @@ def _in_segments(
             journal.remove()  # nothing worth keeping
         raise
     frames, copied, output_notices = finish_film(source, target, journal, options.encoder, options.accept_truncated)
-    notices.extend(output_notices)
+    run.notices.extend(output_notices)
     return FilmReport(frames, copied, counts, segments_phrase(len(journal.plan), kept, kept_frames, counts))
 
 
