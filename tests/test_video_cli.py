@@ -8,6 +8,7 @@ not its colours); the real film's test runs at the default size, once.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -23,23 +24,31 @@ from tests import conftest
 from tests.clips import make_clip
 from tests.conftest import SHARED
 
-FILM_MODES = {"one-pass": "0", "segments": "0.2"}
+FILM_MODES = {"one-pass": "0", "segments": "0.2", "ray": "0.2"}
+# The "ray" mode runs only when a Ray cluster's address is given here (too slow for CI, where
+# tests/test_ray_engine.py covers Ray): `ray start --head --num-cpus 2`, then
+# VIDCOLOR_TEST_RAY_ADDRESS=127.0.0.1:6379 python -m pytest tests/test_video_cli.py
+RAY_ADDRESS = os.environ.get("VIDCOLOR_TEST_RAY_ADDRESS")
 run_cli = conftest.run_cli  # replaced, test by test, by one that adds the film mode
 
 
 @pytest.fixture(autouse=True, params=list(FILM_MODES))
 def film_mode(request: pytest.FixtureRequest) -> str:
-    """Which path the tests' ``run_cli`` takes (``--segment-seconds``); tests marked
+    """Which path the tests' ``run_cli`` takes (``--segment-seconds``, ``--engine``); tests marked
     ``one_pass`` (nothing in them differs in segments) run in one pass only."""
-    if request.param == "segments" and request.node.get_closest_marker("one_pass"):
+    if request.param != "one-pass" and request.node.get_closest_marker("one_pass"):
         pytest.skip("the same in segments")
+    if request.param == "ray" and not RAY_ADDRESS:
+        pytest.skip("VIDCOLOR_TEST_RAY_ADDRESS is not set")
     return request.param
 
 
 @pytest.fixture(autouse=True)
 def _run_cli_in_film_mode(film_mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    ray = ("--engine", "ray", "--ray-address", RAY_ADDRESS) if film_mode == "ray" else ()
+
     def run_in_mode(*args: str) -> subprocess.CompletedProcess:
-        return conftest.run_cli(*args, "--segment-seconds", FILM_MODES[film_mode], "--size", "64")
+        return conftest.run_cli(*args, "--segment-seconds", FILM_MODES[film_mode], "--size", "64", *ray)
 
     monkeypatch.setitem(globals(), "run_cli", run_in_mode)
 

@@ -191,6 +191,9 @@ def colorize_films_on_ray(
                     written += _finish(film, options, console, report)
     finally:
         ray.shutdown()
+        for film in jobs:
+            if film.failed and not film.journal.done:
+                film.journal.remove()  # nothing worth keeping
     return written
 
 
