@@ -142,3 +142,26 @@ def test_segments_in_other_containers(tmp_path, suffix):
     assert result.returncode == 0, result.stderr
     assert re.search(r"; [2-9] segments", result.stderr), result.stderr
     check_film(source, target)
+
+
+def test_an_odd_sized_intra_only_film_in_segments(tmp_path):
+    source = tmp_path / "odd.mkv"
+    with av.open(str(source), "w") as container:  # FFV1: every frame a keyframe
+        stream = container.add_stream("ffv1", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 97, 65, "yuv420p"
+        for index in range(48):
+            made = av.VideoFrame.from_ndarray(np.full((65, 97, 3), 5 * index, np.uint8), format="rgb24")
+            made.pts = index
+            container.mux(stream.encode(made))
+        container.mux(stream.encode(None))
+    target = tmp_path / "odd_color.mp4"
+    result = run_cli(str(source), "-o", str(target), *FAST, "--segment-seconds", "0.5")
+    assert result.returncode == 0, result.stderr
+    assert "; 4 segments" in result.stderr and "odd side" in result.stderr
+    with av.open(str(source)) as container:
+        source_times = [round(float(f.pts * f.time_base), 4) for f in container.decode(video=0)]
+    with av.open(str(target)) as container:
+        assert container.streams.video[0].codec_context.pix_fmt == "yuv444p"
+        frames = list(container.decode(video=0))
+    assert [round(float(f.pts * f.time_base), 4) for f in frames] == source_times
+    assert {(f.width, f.height) for f in frames} == {(97, 65)}
