@@ -9,6 +9,32 @@ import av
 import numpy as np
 
 
+def make_flat_film(
+    path: Path,
+    codec: str,
+    width: int,
+    height: int,
+    frames: int,
+    step: int,
+    rate: int = 24,
+    options: dict[str, str] | None = None,
+    field_order: int | None = None,
+) -> None:
+    """A video-only film of flat grey frames, frame ``i`` at level ``step * i`` and pts ``i``
+    (time base 1/``rate``), coded by ``codec`` with ``options`` (and ``field_order``, an
+    AVFieldOrder code), at any size ``codec`` takes (FFV1: odd sizes too)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=rate, options=options or {})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        if field_order is not None:
+            stream.codec_context.field_order = field_order
+        for index in range(frames):
+            made = av.VideoFrame.from_ndarray(np.full((height, width, 3), step * index, np.uint8), format="rgb24")
+            made.pts = index
+            container.mux(stream.encode(made))
+        container.mux(stream.encode(None))
+
+
 def frame_pixels(index: int, width: int, height: int, colour: bool) -> np.ndarray:
     """``(H, W, 3)`` uint8: a moving pattern with a bright disc, grey unless ``colour``."""
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.clips import make_clip
+from tests.clips import make_clip, make_flat_film
 from tests.conftest import run_cli
 from vidcolor.film_input import FilmReader
 
@@ -162,15 +162,7 @@ def test_frames_the_decoder_delivers_late_never_repeat_a_timestamp():
 
 def test_an_odd_sized_film_keeps_its_size(tmp_path):
     source = tmp_path / "odd.mkv"
-    with av.open(str(source), "w") as container:
-        stream = container.add_stream("ffv1", rate=24)
-        stream.width, stream.height, stream.pix_fmt = 321, 241, "yuv420p"
-        for index in range(6):
-            pixels = np.full((241, 321, 3), 40 * index, np.uint8)
-            made = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-            made.pts = index
-            container.mux(stream.encode(made))
-        container.mux(stream.encode(None))
+    make_flat_film(source, "ffv1", 321, 241, frames=6, step=40)
     target = tmp_path / "odd_color.mp4"
     result = run_cli(str(source), "-o", str(target))
     assert result.returncode == 0, result.stderr
@@ -220,15 +212,8 @@ def test_a_partial_file_left_by_a_killed_run_is_removed_by_the_next_run(tmp_path
 
 def test_interlaced_film_keeps_its_field_order(tmp_path):
     source = tmp_path / "interlaced.mkv"
-    with av.open(str(source), "w") as container:
-        stream = container.add_stream("libx264", rate=25, options={"flags": "+ildct+ilme", "x264-params": "tff=1"})
-        stream.width, stream.height, stream.pix_fmt = 128, 96, "yuv420p"
-        stream.codec_context.field_order = 2  # AV_FIELD_TT: top field first
-        for index in range(8):
-            made = av.VideoFrame.from_ndarray(np.full((96, 128, 3), 25 * index, np.uint8), format="rgb24")
-            made.pts = index
-            container.mux(stream.encode(made))
-        container.mux(stream.encode(None))
+    options = {"flags": "+ildct+ilme", "x264-params": "tff=1"}
+    make_flat_film(source, "libx264", 128, 96, frames=8, step=25, rate=25, options=options, field_order=2)  # TT
     target = tmp_path / "interlaced_color.mp4"
     assert run_cli(str(source), "-o", str(target)).returncode == 0
     with av.open(str(target)) as container:

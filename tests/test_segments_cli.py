@@ -14,7 +14,7 @@ import av
 import numpy as np
 import pytest
 
-from tests.clips import make_clip
+from tests.clips import make_clip, make_flat_film
 from tests.conftest import run_cli
 from tests.test_video_cli import assert_same_packets, check_film, packets, times
 from vidcolor.journal import JOURNAL_NAME, work_folder
@@ -78,9 +78,8 @@ def test_killed_run_resumes_and_redoes_at_most_one_segment(tmp_path):
     assert match, result.stderr
     kept, frames, colorized, warmup = map(int, match.groups())
     assert (kept, frames) == (len(killed["done"]), kept_frames)
+    # so what is done again is at most the part of the one segment the killed run was in
     assert colorized == 1000 - kept_frames and 0 < warmup <= 16
-    # what the killed run had done in the segment it was in, at most, is done again
-    assert colorized <= (1000 - 600) + 100
 
 
 def test_segment_joins_match_a_one_pass_run(tmp_path):
@@ -146,14 +145,7 @@ def test_segments_in_other_containers(tmp_path, suffix):
 
 def test_an_odd_sized_intra_only_film_in_segments(tmp_path):
     source = tmp_path / "odd.mkv"
-    with av.open(str(source), "w") as container:  # FFV1: every frame a keyframe
-        stream = container.add_stream("ffv1", rate=24)
-        stream.width, stream.height, stream.pix_fmt = 97, 65, "yuv420p"
-        for index in range(48):
-            made = av.VideoFrame.from_ndarray(np.full((65, 97, 3), 5 * index, np.uint8), format="rgb24")
-            made.pts = index
-            container.mux(stream.encode(made))
-        container.mux(stream.encode(None))
+    make_flat_film(source, "ffv1", 97, 65, frames=48, step=5)  # FFV1: every frame a keyframe
     target = tmp_path / "odd_color.mp4"
     result = run_cli(str(source), "-o", str(target), *FAST, "--segment-seconds", "0.5")
     assert result.returncode == 0, result.stderr

@@ -10,14 +10,13 @@ frames and the payloads are the segments' own.
 from __future__ import annotations
 
 import heapq
-import itertools
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import av
 
-from vidcolor.film_input import SourceFilm
+from vidcolor.film_input import SourceFilm, packet_end
 from vidcolor.film_output import FilmOutput
 from vidcolor.journal import Journal
 from vidcolor.segments import EncodedPacket, read_segment
@@ -55,10 +54,11 @@ def film_decode_times(
 @dataclass
 class Assembly:
     """What assembling wrote: colour frames, packets of other streams copied, and where the
-    latest packet of any stream ends (seconds, for the truncation test)."""
+    latest frame and the latest packet of any stream end (seconds, for the truncation test)."""
 
     frames: int
     copied: int
+    video_end: float | None
     content_end: float | None
 
 
@@ -75,9 +75,9 @@ def _video_packets(journal: Journal, film: SourceFilm) -> Iterator[tuple[float, 
         yield float(dts * time_base), n, packet
 
 
-def _other_packets(film: SourceFilm, ends: list[float]) -> Iterator[tuple[float, int, av.Packet]]:
-    """The source's packets of every stream but the film, in demux order, keyed by time; the
-    end of each goes into ``ends`` (a one-item list, its maximum)."""
+def _other_packets(film: SourceFilm) -> Iterator[tuple[float, int, av.Packet]]:
+    """The source's packets of every stream but the film, in demux order, keyed by decode time
+    (seconds; a packet without a timestamp takes the previous packet's)."""
     streams = [s for s in film.container.streams if s.index != film.stream.index]
     if not streams:
         return
@@ -86,8 +86,6 @@ def _other_packets(film: SourceFilm, ends: list[float]) -> Iterator[tuple[float,
         stamp = packet.dts if packet.dts is not None else packet.pts
         if stamp is not None and packet.time_base is not None:
             last = float(stamp * packet.time_base)
-            end = float(((packet.pts or stamp) + (packet.duration or 0)) * packet.time_base)
-            ends[0] = max(ends[0], end)
         yield last, n, packet
 
 
@@ -100,15 +98,18 @@ def assemble(film: SourceFilm, journal: Journal, output: FilmOutput) -> Assembly
         OutputError: the output could not be written.
         VidcolorError: a segment file is damaged.
     """
-    ends = [float("-inf")]
     copied_before = output.copied
+    video_end = max((e.video_end for e in journal.done.values() if e.video_end is not None), default=None)
+    content_end = video_end
     video = ((key, 0, n, packet) for key, n, packet in _video_packets(journal, film))
-    others = ((key, 1, n, packet) for key, n, packet in _other_packets(film, ends))
+    others = ((key, 1, n, packet) for key, n, packet in _other_packets(film))
     for _, kind, _, packet in heapq.merge(video, others, key=lambda item: item[:3]):
         if kind == 0:
             output.write_video_packet(packet)
-        elif output.keeps(packet):
+            continue
+        end = packet_end(packet)
+        if end is not None:
+            content_end = end if content_end is None else max(content_end, end)
+        if output.keeps(packet):
             output.write_packet(packet)
-    video_ends = [e.video_end for e in journal.done.values() if e.video_end is not None]
-    content_end = max(itertools.chain(video_ends, [ends[0]]), default=None)
-    return Assembly(output.frames, output.copied - copied_before, None if content_end == float("-inf") else content_end)
+    return Assembly(output.frames, output.copied - copied_before, video_end, content_end)

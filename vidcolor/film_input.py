@@ -151,6 +151,13 @@ def _parse_clock(text: str | None) -> float | None:
         return None
 
 
+def packet_end(packet: av.Packet) -> float | None:
+    """Where a packet ends on the film's timeline (pts plus duration, seconds); None without a pts."""
+    if packet.pts is None or packet.time_base is None:
+        return None
+    return float((packet.pts + (packet.duration or 0)) * packet.time_base)
+
+
 def _overshot(packet: av.Packet, start: int) -> bool:
     """Whether a seek meant for the keyframe at or before ``start`` landed after it."""
     stamp = packet.pts if packet.pts is not None else packet.dts
@@ -259,8 +266,8 @@ class FilmReader:
         return self.emit(frame)
 
     def _note_packet(self, packet: av.Packet) -> None:
-        if packet.pts is not None and packet.time_base is not None:
-            end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
+        end = packet_end(packet)
+        if end is not None:
             self.content_end = max(self.content_end or end, end)
 
     def _repeat(self, pts: int) -> bool:

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import av
@@ -279,7 +280,7 @@ def check_complete(
     film: SourceFilm,
     frames: int,
     ends: tuple[float | None, float | None],
-    target: object,
+    target: Path,
     notices: list[str],
     accept_truncated: bool,
 ) -> None:

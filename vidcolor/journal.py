@@ -18,7 +18,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vidcolor.segments import Segment, SegmentResult, pack_segment, write_atomically
+from vidcolor.partial import write_atomically
+from vidcolor.segments import Segment, SegmentResult, pack_segment
 
 JOURNAL_NAME = "journal.json"
 JOURNAL_VERSION = 1

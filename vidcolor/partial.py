@@ -8,6 +8,7 @@ the next run to the same target finds it, removes it and says so.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -29,3 +30,14 @@ def claim_partial(target: Path) -> tuple[Path, list[str]]:
         partial.unlink()
         return partial, [f"removed {partial}, a partial file left by an earlier run that did not finish"]
     return partial, []
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through ``PATH.tmp``, synced and renamed, so that a crash
+    leaves the old file or the new one, never a part (journals and segment files)."""
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)

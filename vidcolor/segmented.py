@@ -135,8 +135,7 @@ def colorize_segments(
         )
         span = (segments[0].read_from, segments[-1].end)
         reader = run_pipeline(film, writer, chroma, batch_size, failure, progress, span, done_before)
-        if not failure.stop.is_set():
-            writer.finish()
+        writer.finish()
     return RunCounts(
         writer.frames,
         writer.warmup,
@@ -162,8 +161,7 @@ def finish_film(
         output = FilmOutput(target, film, encoder.codec, encoder.crf, encoder.preset)
         try:
             assembly = assemble(film, journal, output)
-            video_ends = [e.video_end for e in journal.done.values() if e.video_end is not None]
-            ends = (max(video_ends, default=None), assembly.content_end)
+            ends = (assembly.video_end, assembly.content_end)
             check_complete(film, assembly.frames, ends, target, output.notices, accept_truncated)
             output.finish()
         finally:

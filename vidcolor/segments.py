@@ -17,10 +17,9 @@ run would have it (the blend forgets its start at least as fast as 0.5 per frame
 from __future__ import annotations
 
 import io
-import os
 import struct
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -160,16 +159,6 @@ def read_segment(path: Path) -> Iterator[EncodedPacket]:
             )
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves the old file or the new one, never a part."""
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "wb") as file:
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
-
-
 def reorder_delay(pts: list[int]) -> int:
     """How many packets the decode order runs ahead of the presentation order at most: the
     smallest ``d`` such that the ``i``-th packet's pts is never below the ``(i - d)``-th smallest
@@ -233,7 +222,6 @@ class SegmentWriter:
     _encoder: SegmentEncoder | None = None
     _segment_frames: int = 0
     _video_end: float | None = None
-    notices: list[str] = field(default_factory=list)
 
     def keeps(self, packet: av.Packet) -> bool:
         return False

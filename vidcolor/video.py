@@ -147,8 +147,8 @@ def _one_pass(run: _FilmRun) -> FilmReport:
         finally:
             output.discard()
     run.notices.extend(output.notices)
-    counts = RunCounts(output.frames, 0, reader.decode_errors, reader.repeated, reader.late)
-    counts.cuts = state.cuts if state is not None else 0
+    cuts = state.cuts if state is not None else 0
+    counts = RunCounts(output.frames, 0, reader.decode_errors, reader.repeated, reader.late, cuts)
     return FilmReport(output.frames, output.copied, counts)
 
 
