@@ -275,3 +275,25 @@ def test_training_reads_photos_as_colorizing_does(tmp_path):
     square = load_square(tmp_path / "deep.png", 32)
     assert np.abs(square[16, 16].astype(int) - np.round(np.array([30000, 12000, 50000]) / 65535 * 255)).max() <= 1
     assert load_square(tmp_path / "missing.png", 32) is None
+
+
+def test_crop_size_schedule_takes_equal_parts_of_the_run():
+    from vidcolor.train.config import TrainConfig
+
+    config = TrainConfig(data=[], size=192, size_schedule=[128, 160, 192])
+    assert [config.crop_size(p) for p in (0.0, 0.2, 0.34, 0.66, 0.67, 0.99, 1.0)] == [128, 128, 160, 160, 192, 192, 192]
+    assert config.cache_size == 240  # room for the largest crop
+    assert TrainConfig(data=[], size=96).crop_size(0.5) == 96
+
+
+def test_train_cli_size_schedule_is_recorded_and_checked(image_folders, tmp_path):
+    train, _ = image_folders
+    out = tmp_path / "run"
+    common = ["train", str(train), "--out", str(out), "--arch", "vidnet", "--batch-size", "2", "--device", "cpu"]
+    result = CliRunner().invoke(main, [*common, "--size", "32,64", "--steps", "2"])
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "model.json").read_text())
+    assert card["crop_size"] == 64 and card["crop_schedule"] == [32, 64]
+    for bad in ("48", "32,x", "0"):
+        result = CliRunner().invoke(main, [*common, "--size", bad, "--steps", "1"])
+        assert result.exit_code == 2 and "--size" in result.output

@@ -264,12 +264,12 @@ def colorize(
     help="lite0-unet: EfficientNet-Lite0 encoder from ImageNet weights (needs vidcolor[train]); "
     "vidnet: small, from scratch.",
 )
-@option_from(
-    TrainConfig,
-    "size",
+@click.option(
     "--size",
-    type=int,
-    help="Training crop side in pixels (multiple of 32).",
+    default=str(TrainConfig.size),
+    show_default=True,
+    help="Training crop side in pixels (multiple of 32), or a schedule of sides used over equal parts "
+    "of the run, e.g. 128,160,192.",
 )
 @click.option("--epochs", type=int, help="Passes over the data (default 1 unless --steps).")
 @click.option("--steps", type=int, help="Optimiser steps in all (overrides --epochs).")
@@ -321,7 +321,7 @@ def train(
     val: Path | None,
     loss: str,
     bins: str,
-    size: int,
+    size: str,
     epochs: int | None,
     steps: int | None,
     max_minutes: float | None,
@@ -351,8 +351,12 @@ def train(
     """
     from vidcolor.train.loop import train as run_training
 
-    if size % 32:
-        raise click.BadParameter("must be a multiple of 32", param_hint="--size")
+    try:
+        sizes = [int(side) for side in size.split(",")]
+    except ValueError:
+        raise click.BadParameter("a side in pixels, or comma-separated sides", param_hint="--size") from None
+    if any(side <= 0 or side % 32 for side in sizes):
+        raise click.BadParameter("every side must be a positive multiple of 32", param_hint="--size")
     if not 0 <= ema < 1:
         raise click.BadParameter("must be in [0, 1)", param_hint="--ema")
     try:
@@ -367,7 +371,8 @@ def train(
         val=str(val) if val else None,
         loss=loss,
         bins=bins,
-        size=size,
+        size=sizes[-1],
+        size_schedule=sizes if len(sizes) > 1 else [],
         epochs=epochs,
         steps=steps,
         max_minutes=max_minutes,

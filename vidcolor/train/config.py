@@ -16,7 +16,8 @@ class TrainConfig:
     arch: str = "lite0-unet"
     loss: str = "classification"  # or "regression"
     bins: str = "gamut"  # or "data"
-    size: int = 128  # crop side during training
+    size: int = 128  # crop side during training (the last one, with a schedule)
+    size_schedule: list[int] = field(default_factory=list)  # crop sides over equal parts of the run; empty: size
     epochs: int | None = None
     steps: int | None = None
     max_minutes: float | None = None
@@ -43,4 +44,11 @@ class TrainConfig:
     @property
     def cache_size(self) -> int:
         """Side of the square images held in memory (crops are cut from them)."""
-        return int(math.ceil(self.size * 1.25 / 16) * 16)
+        return int(math.ceil(max(self.size, *self.size_schedule) * 1.25 / 16) * 16)
+
+    def crop_size(self, progress: float) -> int:
+        """The crop side at ``progress`` in [0, 1] of the run: the schedule's entries take equal parts of it."""
+        if not self.size_schedule:
+            return self.size
+        index = min(len(self.size_schedule) - 1, int(max(0.0, progress) * len(self.size_schedule)))
+        return self.size_schedule[index]

@@ -174,6 +174,7 @@ def train(config: TrainConfig, resume: bool = False, console: Console | None = N
         # the data, bins and network come from the checkpoint; the schedule from the command line
         for key in ("loss", "bins", "size", "net", "rebalance_lambda", "arch"):
             setattr(config, key, saved.get(key, "vidnet" if key == "arch" else None))
+        config.size_schedule = saved.get("size_schedule", [])
         console.print(f"resuming from {checkpoint_path} at step {checkpoint['step']}")
     elif resume:
         console.print(f"no checkpoint in {out}; starting afresh")
@@ -303,6 +304,7 @@ def train(config: TrainConfig, resume: bool = False, console: Console | None = N
             "epochs": round(epoch, 2),
             "batch_size": config.batch_size,
             "crop_size": config.size,
+            "crop_schedule": config.size_schedule,
             "lr": config.lr,
             "encoder_lr": config.encoder_lr,
             "ema": config.ema,
@@ -317,7 +319,8 @@ def train(config: TrainConfig, resume: bool = False, console: Console | None = N
         task = progress.add_task("training", total=total, completed=step, info="")
         while step < total:
             index = torch.multinomial(probabilities, config.batch_size, replacement=True, generator=generator)
-            rgb = random_crops(images[index.to(device)], config.size, generator)
+            crop = config.crop_size(max(time_fraction(), step / total))  # by steps or time, whichever is further
+            rgb = random_crops(images[index.to(device)], crop, generator)
             lab = rgb_to_lab(rgb)
             lightness = lab[:, :1]
             if config.degrade:
@@ -346,7 +349,7 @@ def train(config: TrainConfig, resume: bool = False, console: Console | None = N
                 rate = window_images / elapsed
                 progress.update(task, completed=step, info=f"loss {mean_loss:.3f} {rate:.1f} img/s")
                 if not console.is_terminal and step % 200 == 0:
-                    console.print(f"step {step}/{total} loss {mean_loss:.4f} {rate:.1f} img/s")
+                    console.print(f"step {step}/{total} loss {mean_loss:.4f} {rate:.1f} img/s at {crop} px")
                 window_loss, window_images, window_start = torch.zeros((), device=device), 0, time.perf_counter()
             out_of_time = deadline is not None and time.monotonic() > deadline
             if step % config.checkpoint_every == 0:
