@@ -297,3 +297,28 @@ def test_train_cli_size_schedule_is_recorded_and_checked(image_folders, tmp_path
     for bad in ("48", "32,x", "0"):
         result = CliRunner().invoke(main, [*common, "--size", bad, "--steps", "1"])
         assert result.exit_code == 2 and "--size" in result.output
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_training_step_updates_the_weights_and_their_average(channels_last):
+    from vidcolor.bins import gamut_bins
+    from vidcolor.models import build_model
+    from vidcolor.train.config import TrainConfig
+    from vidcolor.train.loop import build_optimizer, weight_average
+    from vidcolor.train.step import StepParts, training_step
+
+    torch.manual_seed(0)
+    bins = gamut_bins()
+    model = build_model("vidnet", {"widths": [8, 8, 8, 8], "num_bins": len(bins)}, bins)
+    parts = StepParts(
+        model, build_optimizer(model, TrainConfig(data=[])), weight_average(model, 0.9), bins, torch.ones(len(bins)),
+        channels_last=channels_last,
+    )  # fmt: skip
+    before = [p.detach().clone() for p in model.parameters()]
+    images = torch.from_numpy(np.stack([smooth_colour_image(40, 40, seed=i) for i in range(2)])).permute(0, 3, 1, 2)
+    generator = torch.Generator().manual_seed(0)
+    losses = [training_step(parts, images, 32, 1e-2, generator) for _ in range(3)]
+    assert all(torch.isfinite(loss) and not loss.requires_grad for loss in losses)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert int(parts.averaged.n_averaged) == 3
+    assert parts.optimizer.param_groups[0]["lr"] == pytest.approx(1e-2 * parts.optimizer.param_groups[0]["lr_scale"])

@@ -44,7 +44,7 @@ class TrainConfig:
     @property
     def cache_size(self) -> int:
         """Side of the square images held in memory (crops are cut from them)."""
-        return int(math.ceil(max(self.size, *self.size_schedule) * 1.25 / 16) * 16)
+        return int(math.ceil(max([self.size, *self.size_schedule]) * 1.25 / 16) * 16)
 
     def crop_size(self, progress: float) -> int:
         """The crop side at ``progress`` in [0, 1] of the run: the schedule's entries take equal parts of it."""

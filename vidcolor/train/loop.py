@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from vidcolor.bins import GRID_SIZE, ab_histogram, data_bins, empirical_prior, gamut_bins, rebalance_weights
-from vidcolor.color import normalize_lightness, rgb_to_lab
+from vidcolor.color import rgb_to_lab
 from vidcolor.colorizer import Colorizer
 from vidcolor.decoding import DecodeSettings
 from vidcolor.errors import VidcolorError
@@ -32,13 +32,11 @@ from vidcolor.train.config import TrainConfig
 from vidcolor.train.data import (
     DataSource,
     assign_sources,
-    degrade_lightness,
     load_image_set,
-    random_crops,
     sampling_probabilities,
     steps_per_epoch,
 )
-from vidcolor.train.losses import ab_mse, rebalanced_cross_entropy
+from vidcolor.train.step import StepParts, training_step
 
 # Validation, and so the choice of the exported weights, uses the mean decoding (the best PSNR of
 # the decodings measured with benchmarks/tune_decoding.py); the card recommends it.
@@ -132,7 +130,7 @@ def _initial_weights(config: TrainConfig, console: Console) -> ColorNet | None:
     return initial
 
 
-def _optimizer(model: ColorNet, config: TrainConfig) -> torch.optim.Optimizer:
+def build_optimizer(model: ColorNet, config: TrainConfig) -> torch.optim.Optimizer:
     """AdamW; a pretrained encoder gets its own (lower) learning rate, as ``lr_scale`` of ``lr``."""
     if isinstance(model, Lite0UNet):
         encoder_lr = config.encoder_lr if config.encoder_lr is not None else config.lr / 5
@@ -145,7 +143,7 @@ def _optimizer(model: ColorNet, config: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def _averaged(model: ColorNet, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
+def weight_average(model: ColorNet, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
     """An exponential moving average of ``model``'s weights and batch-norm statistics (None when ``decay`` is 0)."""
     if decay <= 0:
         return None
@@ -233,8 +231,8 @@ def train(config: TrainConfig, resume: bool = False, console: Console | None = N
         for parameter in model.frozen_parameters():
             parameter.requires_grad_(False)
     model = model.to(device, memory_format=torch.channels_last)  # 10-25 % faster steps on the CPU, measured
-    optimizer = _optimizer(model, config)
-    averaged = _averaged(model, config.ema)
+    optimizer = build_optimizer(model, config)
+    averaged = weight_average(model, config.ema)
     step = 0
     best = {"psnr": -math.inf, "metrics": None}
     if checkpoint is not None:
@@ -253,7 +251,6 @@ def train(config: TrainConfig, resume: bool = False, console: Console | None = N
     per_epoch = steps_per_epoch(len(images), config.batch_size)
     validate_every = config.val_every or per_epoch
     total = config.steps or (config.epochs or 1) * per_epoch
-    use_amp = device.type == "cuda"
     console.print(
         f"training {config.arch}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters on {device} "
         f"({config.loss}, {len(bins) if bins is not None else 2} outputs), steps {step} -> {total}"
@@ -313,6 +310,7 @@ def train(config: TrainConfig, resume: bool = False, console: Console | None = N
         save_model(network, path, extra={"card": card})
         path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
 
+    parts = StepParts(model, optimizer, averaged, bins, weights, config.degrade)
     model.train()
     window_loss, window_images, window_start = torch.zeros((), device=device), 0, time.perf_counter()
     with _progress(console) as progress:
@@ -320,28 +318,10 @@ def train(config: TrainConfig, resume: bool = False, console: Console | None = N
         while step < total:
             index = torch.multinomial(probabilities, config.batch_size, replacement=True, generator=generator)
             crop = config.crop_size(max(time_fraction(), step / total))  # by steps or time, whichever is further
-            rgb = random_crops(images[index.to(device)], crop, generator)
-            lab = rgb_to_lab(rgb)
-            lightness = lab[:, :1]
-            if config.degrade:
-                lightness = degrade_lightness(lightness, generator)
-            target_ab = torch.nn.functional.avg_pool2d(lab[:, 1:], model.output_stride)
             learning_rate = _learning_rate(config, step, total, time_fraction())
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate * group.get("lr_scale", 1.0)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
-                out_map = model(normalize_lightness(lightness).contiguous(memory_format=torch.channels_last))
-            if config.loss == "classification":
-                loss = rebalanced_cross_entropy(out_map, target_ab, bins.to(device), weights)
-            else:
-                loss = ab_mse(out_map, target_ab)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if averaged is not None:
-                averaged.update_parameters(model)
+            loss = training_step(parts, images[index.to(device)], crop, learning_rate, generator)
             step += 1
-            window_loss += loss.detach()
+            window_loss += loss
             window_images += len(index)
             if step % 10 == 0:
                 elapsed = time.perf_counter() - window_start

@@ -1,0 +1,64 @@
+"""One optimisation step of ``vidcolor train``: a batch of crops in, the weights updated, the loss out.
+
+Kept apart from the loop (checkpoints, validation, schedules) so that ``benchmarks/bench_train.py``
+times exactly what training runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from vidcolor.color import normalize_lightness, rgb_to_lab
+from vidcolor.models import ColorNet
+from vidcolor.train.data import degrade_lightness, random_crops
+from vidcolor.train.losses import ab_mse, rebalanced_cross_entropy
+
+
+@dataclass
+class StepParts:
+    """What a step updates and scores: the network, its optimiser and weight average, and the loss's bins."""
+
+    model: ColorNet
+    optimizer: torch.optim.Optimizer
+    averaged: torch.optim.swa_utils.AveragedModel | None
+    bins: torch.Tensor | None  # (Q, 2) ab bin centres (classification), None for regression
+    weights: torch.Tensor | None  # (Q,) rebalancing weights (classification)
+    degrade: bool = False
+    channels_last: bool = True
+
+
+def training_step(
+    parts: StepParts, images: torch.Tensor, crop: int, learning_rate: float, generator: torch.Generator
+) -> torch.Tensor:
+    """Train on random crops of ``images``; returns the batch's loss (a detached scalar).
+
+    Args:
+        images: ``(B, 3, S, S)`` uint8 RGB on the model's device, S >= ``crop``.
+        crop: crop side in pixels (a multiple of the network's input multiple).
+        learning_rate: the new parts' rate; each parameter group scales it by its ``lr_scale``.
+    """
+    model = parts.model
+    lab = rgb_to_lab(random_crops(images, crop, generator))
+    lightness = lab[:, :1]
+    if parts.degrade:
+        lightness = degrade_lightness(lightness, generator)
+    target_ab = torch.nn.functional.avg_pool2d(lab[:, 1:], model.output_stride)
+    for group in parts.optimizer.param_groups:
+        group["lr"] = learning_rate * group.get("lr_scale", 1.0)
+    net_input = normalize_lightness(lightness)
+    if parts.channels_last:
+        net_input = net_input.contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=images.device.type == "cuda"):
+        out_map = model(net_input)
+    if parts.bins is not None:
+        loss = rebalanced_cross_entropy(out_map, target_ab, parts.bins.to(images.device), parts.weights)
+    else:
+        loss = ab_mse(out_map, target_ab)
+    parts.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    parts.optimizer.step()
+    if parts.averaged is not None:
+        parts.averaged.update_parameters(model)
+    return loss.detach()
