@@ -6,6 +6,7 @@ output with a notice.
 
 from __future__ import annotations
 
+import os
 import resource
 import signal
 import struct
@@ -246,3 +247,22 @@ def test_an_unwritable_output_folder_is_an_error_naming_the_output(tmp_path):
         assert result.returncode == 1 and "Traceback" not in result.stderr
         errors = [line for line in result.stderr.splitlines() if "error:" in line]
         assert len(errors) == 1 and f"{target}: could not write" in errors[0], result.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
+@pytest.mark.parametrize("decoding", ["annealed", "mrf"])
+def test_a_film_on_a_single_cpu_finishes_and_exits(tmp_path, decoding):
+    """One CPU (a small container): with OpenVINO's libtbb loaded, numba's TBB pool used to hang
+    the process at exit after the film was written; the OpenMP layer comes first now."""
+    film = tmp_path / "f.mp4"
+    make_clip(film, frames=8)
+    first_cpu = min(os.sched_getaffinity(0))
+    result = subprocess.run(
+        [sys.executable, "-m", "vidcolor", str(film), "-o", str(tmp_path / "o.mp4"), *FAST, "--decode", decoding],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        preexec_fn=lambda: os.sched_setaffinity(0, {first_cpu}),
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(frame_times(tmp_path / "o.mp4")) == 8

@@ -15,6 +15,7 @@ import numba
 import numpy as np
 import torch
 
+import vidcolor.numba_threads  # noqa: F401 - before any parallel kernel runs
 from vidcolor.color import (
     LAB_F_KNEE,
     LAB_F_OFFSET,

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+import vidcolor.numba_threads  # noqa: F401 - before any parallel kernel runs
 from vidcolor.bins import GRID_VALUES
 
 # The defaults: a log unary (the Potts term a smoothing prior on the network's own distribution),
