@@ -103,3 +103,23 @@ def test_channel_marginals_of_the_softmax():
     assert probs_a[11].item() == pytest.approx(0.2) and probs_a[15].item() == pytest.approx(0.8)
     assert probs_b[11].item() == pytest.approx(0.7) and probs_b[7].item() == pytest.approx(0.3)
     assert probs_a.sum().item() == pytest.approx(1.0) and probs_b.sum().item() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("method", ["mean", "annealed", "mode"])
+def test_decoding_and_marginals_are_the_same_in_either_memory_layout(method):
+    """Runtimes hand over channels_last logits (bins last in memory), files and tests bin-major ones."""
+    bins = gamut_bins()
+    logits = torch.randn(2, len(bins), 5, 7, generator=torch.Generator().manual_seed(0)) * 3
+    channels_last = logits.contiguous(memory_format=torch.channels_last)
+    probs = torch.softmax(logits / (0.6 if method == "annealed" else 1.0), dim=1)
+    reference = torch.einsum("bqhw,qc->bchw", probs, bins)
+    if method == "mode":
+        reference = bins[logits.argmax(1)].movedim(-1, 1)
+    for layout in (logits, channels_last):
+        ab = decode(layout, bins, method, temperature=0.6)
+        assert ab.shape == (2, 2, 5, 7) and ab.is_contiguous()
+        assert torch.allclose(ab, reference, atol=1e-3)
+    assert torch.allclose(channel_marginals(channels_last, bins), channel_marginals(logits, bins), atol=1e-6)
+    first = channel_marginals(logits, bins)[:, 0]  # the a marginal sums the softmax over each a value's bins
+    expected = torch.zeros_like(first).index_add_(1, grid_cells(bins)[:, 0], torch.softmax(logits, dim=1))
+    assert torch.allclose(first, expected, atol=1e-6)

@@ -175,7 +175,8 @@ def decode(
     """Turn per-pixel bin scores into ab colours.
 
     Args:
-        logits: ``(B, Q, H, W)`` unnormalised log-probabilities.
+        logits: ``(B, Q, H, W)`` unnormalised log-probabilities, any memory layout (channels_last,
+            the runtimes' native one, is the fastest).
         bins: ``(Q, 2)`` ab bin centres.
         method: ``mean`` (expectation), ``annealed`` (expectation of softmax(log p / T),
             Zhang et al.) or ``mode`` (centre of the most likely bin).
@@ -185,30 +186,41 @@ def decode(
     """
     _check_decoding(method, temperature)
     if method == "mode":
-        return decode_probs(logits, bins, method)
+        return decode_probs(bins_last(logits), bins, method).permute(0, 3, 1, 2).contiguous()
     scale = 1.0 / temperature if method == "annealed" else 1.0
-    # frame by frame: a batch of Q-bin maps would not stay in cache
-    frames = [expectation(torch.softmax(frame * scale, dim=1), bins) for frame in logits.split(1)]
-    return torch.cat(frames) if frames else logits.new_zeros((0, 2, *logits.shape[2:]))
+    # frame by frame with the bins last: a frame's Q-bin maps stay in cache, and the softmax runs
+    # along contiguous memory (about 3x faster than over the outer dimension, measured)
+    frames = [expectation(torch.softmax(bins_last(frame[None]) * scale, dim=-1), bins) for frame in logits]
+    if not frames:
+        return logits.new_zeros((0, 2, *logits.shape[2:]))
+    return torch.cat(frames).permute(0, 3, 1, 2).contiguous()
+
+
+def bins_last(maps: torch.Tensor) -> torch.Tensor:
+    """``(B, Q, H, W)`` per-bin maps as a contiguous ``(B, H, W, Q)`` tensor (no copy when the maps
+    are channels_last already)."""
+    return maps.permute(0, 2, 3, 1).contiguous()
 
 
 def decode_probs(
     probs: torch.Tensor, bins: torch.Tensor, method: str = "annealed", temperature: float = ANNEAL_TEMPERATURE
 ) -> torch.Tensor:
-    """:func:`decode` for probabilities ``(B, Q, H, W)`` (each pixel summing to 1) instead of logits."""
+    """:func:`decode` for probabilities with the bins last: ``(..., Q)`` (summing to 1 over Q) ->
+    ``(..., 2)`` ab in Lab units."""
     _check_decoding(method, temperature)
+    centres = bins.to(probs.device, probs.dtype)
     if method == "mode":
-        return bins.to(probs.device, probs.dtype)[probs.argmax(dim=1)].movedim(-1, 1)
+        return centres[probs.argmax(dim=-1)]
     if method == "annealed":
-        probs = probs.clamp_min(1e-12).pow(1.0 / temperature)  # softmax(log p / T), unnormalised
-        probs = probs / probs.sum(dim=1, keepdim=True)
+        # softmax(log p / T), left unnormalised: the expectation divides by its sum
+        weights = probs.clamp_min(1e-12).log_().mul_(1.0 / temperature).exp_()
+        return torch.matmul(weights, centres) / weights.sum(dim=-1, keepdim=True)
     return expectation(probs, bins)
 
 
 def expectation(probs: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
-    """``(B, Q, H, W)`` probabilities over ``(Q, 2)`` bins -> ``(B, 2, H, W)`` expected ab."""
-    centres = bins.to(probs.device, probs.dtype)
-    return torch.matmul(centres.T, probs.flatten(2)).view(probs.shape[0], 2, *probs.shape[2:])
+    """``(..., Q)`` probabilities over ``(Q, 2)`` bins -> ``(..., 2)`` expected ab."""
+    return torch.matmul(probs, bins.to(probs.device, probs.dtype))
 
 
 def _check_decoding(method: str, temperature: float) -> None:
@@ -222,15 +234,25 @@ def channel_marginals(logits: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
     """Per-channel distributions of the softmax of joint logits: the a and b marginals.
 
     Args:
-        logits: ``(B, Q, H, W)`` scores over the joint ``bins``.
+        logits: ``(B, Q, H, W)`` scores over the joint ``bins``, contiguous or channels_last.
         bins: ``(Q, 2)`` ab centres on the grid.
     Returns:
         ``(B, 2, 23, H, W)`` float32 probabilities over ``GRID_VALUES`` of a (index 0) and
         b (index 1); each sums to 1 over its 23 bins.
     """
     cells = grid_cells(bins.to(logits.device))
-    weights = (logits.float() - logits.float().amax(dim=1, keepdim=True)).exp_()  # softmax, not yet normalised
-    out = weights.new_zeros((logits.shape[0], 2, GRID_SIZE, *logits.shape[2:]))
-    out[:, 0].index_add_(1, cells[:, 0], weights)
-    out[:, 1].index_add_(1, cells[:, 1], weights)
-    return out / out[:, :1].sum(dim=2, keepdim=True)
+    if logits.permute(0, 2, 3, 1).is_contiguous():  # channels_last (the runtimes' output): bins last in memory
+        # each marginal sums the bins of each grid value: one product with a (Q, 2 x 23) one-hot
+        # matrix, which is faster here than transposing to bin-major maps first (measured)
+        scores = logits.float().permute(0, 2, 3, 1)
+        weights = (scores - scores.amax(dim=-1, keepdim=True)).exp_()  # softmax, not yet normalised
+        grid = torch.arange(GRID_SIZE, device=logits.device)
+        members = torch.cat([(cells[:, channel, None] == grid) for channel in (0, 1)], dim=1).to(weights.dtype)
+        out = torch.matmul(weights, members).unflatten(-1, (2, GRID_SIZE)).permute(0, 3, 4, 1, 2)
+    else:  # bin-major: each bin's map is a contiguous slice to add
+        scores = logits.float().contiguous()
+        weights = (scores - scores.amax(dim=1, keepdim=True)).exp_()
+        out = weights.new_zeros((logits.shape[0], 2, GRID_SIZE, *logits.shape[2:]))
+        out[:, 0].index_add_(1, cells[:, 0], weights)
+        out[:, 1].index_add_(1, cells[:, 1], weights)
+    return (out / out[:, :1].sum(dim=2, keepdim=True)).contiguous()

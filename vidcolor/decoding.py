@@ -23,7 +23,15 @@ import numpy as np
 import torch
 from torch.nn import functional
 
-from vidcolor.bins import ANNEAL_TEMPERATURE, DECODINGS, channel_marginals, decode, decode_probs, grid_cells
+from vidcolor.bins import (
+    ANNEAL_TEMPERATURE,
+    DECODINGS,
+    bins_last,
+    channel_marginals,
+    decode,
+    decode_probs,
+    grid_cells,
+)
 from vidcolor.errors import VidcolorError
 from vidcolor.mrf import MRFSettings, histogram_transfer, readout, refine
 
@@ -55,7 +63,7 @@ class DecodeSettings:
 class FilmState:
     """What carries over from one frame of a film to the next; one per film, frames in order.
 
-    ``previous``: the previous frame's final distributions, ``(Q, h, w)`` tensor (blend) or
+    ``previous``: the previous frame's final distributions, ``(h, w, Q)`` tensor (blend) or
     ``(2, K, h, w)`` float64 array (MRF); ``previous_lightness``: its ``(h, w)`` L in [0, 1];
     ``cut_count``: scene cuts so far, a 0-d tensor on the decoding device (read :attr:`cuts`).
     """
@@ -157,15 +165,19 @@ class Decoder:
         return torch.from_numpy(np.stack(ab)).to(logits.device)
 
     def _blend(self, logits: torch.Tensor, small: torch.Tensor, state: FilmState) -> torch.Tensor:
-        """Each frame's distributions blended with the previous frame's; stays on the device."""
+        """Each frame's distributions blended with the previous frame's; stays on the device.
+
+        Frame by frame (each frame's Q-bin maps stay in cache) with the bins last (contiguous
+        softmax, a broadcast lerp: about 2x faster than over the outer dimension, measured).
+        """
         ab = []
-        for i in range(len(logits)):  # frame by frame: each frame's Q-bin maps stay in cache
-            current, lightness = torch.softmax(logits[i], dim=0), small[i, 0]
+        for i in range(len(logits)):
+            current, lightness = torch.softmax(bins_last(logits[i : i + 1])[0], dim=-1), small[i, 0]
             linked = self._linked(lightness, state)
             if linked is not None:
                 change = lightness - state.previous_lightness
                 weight = BLEND * torch.exp(-(change**2) / BLEND_SIGMA) * linked
-                current = (1 - weight) * current + weight * state.previous
+                current = torch.lerp(current, state.previous, weight[..., None])
             state.previous, state.previous_lightness = current, lightness
-            ab.append(decode_probs(current[None], self.bins, self.settings.method, self.settings.temperature))
-        return torch.cat(ab)
+            ab.append(decode_probs(current, self.bins, self.settings.method, self.settings.temperature))
+        return torch.stack(ab).permute(0, 3, 1, 2).contiguous()
