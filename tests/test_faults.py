@@ -94,8 +94,9 @@ def test_a_film_missing_frames_of_its_declared_length_is_refused_unless_accepted
     accepted = run_cli(str(cut), "-o", str(tmp_path / "out.mkv"), "--accept-truncated", *FAST)
     assert accepted.returncode == 0, accepted.stderr
     assert "frames) missing" in accepted.stderr and 60 <= len(frame_times(tmp_path / "out.mkv")) < 72
-    intact = run_cli(str(whole), "-o", str(tmp_path / "whole_out.mkv"), *FAST)
-    assert intact.returncode == 0 and "frames) missing" not in intact.stderr
+    if suffix == ".mp4":  # a faststart MP4 declares its length up front; whole MKVs run in many other tests
+        intact = run_cli(str(whole), "-o", str(tmp_path / "whole_out.mkv"), *FAST)
+        assert intact.returncode == 0 and "frames) missing" not in intact.stderr
 
 
 class FakeStream:

@@ -172,7 +172,7 @@ def test_decodings_and_size_options(tmp_path):
     photo = tmp_path / "p.png"
     Image.fromarray(smooth_colour_image(40, 40)).save(photo)
     outputs = {}
-    for method in ("mean", "annealed", "mode"):
+    for method in ("mean", "mode"):  # the default, annealed, runs in every other test
         target = tmp_path / f"{method}.png"
         result = run_cli(str(photo), "-o", str(target), "--decode", method, "--size", "128", "--device", "cpu")
         assert result.returncode == 0, result.stderr

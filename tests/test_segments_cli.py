@@ -101,7 +101,7 @@ def test_segment_joins_match_a_one_pass_run(tmp_path):
 
 def test_interrupted_run_keeps_its_segments_unless_settings_change_or_no_resume(tmp_path):
     source = tmp_path / "film.mp4"
-    make_clip(source, frames=300, width=96, height=64, fps=25, gop=25, audio=["aac"])
+    make_clip(source, frames=150, width=96, height=64, fps=25, gop=25, audio=["aac"])
     target = tmp_path / "out.mp4"
     process = start(source, target, "--segment-seconds", "1")
     deadline = time.monotonic() + 120
@@ -127,7 +127,7 @@ def test_interrupted_run_keeps_its_segments_unless_settings_change_or_no_resume(
     afresh = run_cli(str(source), "-o", str(target), *FAST, "--segment-seconds", "1", "--no-resume")
     assert afresh.returncode == 0, afresh.stderr
     assert "--no-resume" in afresh.stderr and "kept from an earlier run" not in afresh.stderr
-    assert "300 frames colorized now" in afresh.stderr
+    assert "150 frames colorized now" in afresh.stderr
     check_film(source, target)
 
 
