@@ -43,9 +43,13 @@ def images_per_second(size: int, batch: int, steps: int, channels_last: bool) ->
         model = model.to(memory_format=torch.channels_last)
     config = TrainConfig(data=[], size=size)
     parts = StepParts(
-        model, build_optimizer(model, config), weight_average(model, config.ema), bins, torch.ones(len(bins)),
+        model,
+        build_optimizer(model, config),
+        weight_average(model, config.ema),
+        bins,
+        torch.ones(len(bins)),
         channels_last=channels_last,
-    )  # fmt: skip
+    )
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (64, 3, config.cache_size, config.cache_size), dtype=torch.uint8)
     model.train()
@@ -102,8 +106,10 @@ def main() -> None:
                 rows.setdefault(name, {}).setdefault(size, []).append(rate)
             if args.side_by_side:
                 rows.setdefault("2 runs x 1 thread (sum)", {}).setdefault(size, []).append(side_by_side(args, size))
-    print(f"lite0-unet training step, batch {args.batch_size}, {args.steps} steps timed, {args.runs} runs; "
-          f"images/s, median (range)")  # fmt: skip
+    print(
+        f"lite0-unet training step, batch {args.batch_size}, {args.steps} steps timed, {args.runs} runs; "
+        f"images/s, median (range)"
+    )
     print(f"{'setting':<26}" + "".join(f"{str(s) + ' px':>22}" for s in sizes))
     for name, by_size in rows.items():
         cells = [f"{statistics.median(v):8.1f} ({min(v):.1f}-{max(v):.1f})" for v in by_size.values()]

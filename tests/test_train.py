@@ -311,9 +311,13 @@ def test_training_step_updates_the_weights_and_their_average(channels_last):
     bins = gamut_bins()
     model = build_model("vidnet", {"widths": [8, 8, 8, 8], "num_bins": len(bins)}, bins)
     parts = StepParts(
-        model, build_optimizer(model, TrainConfig(data=[])), weight_average(model, 0.9), bins, torch.ones(len(bins)),
+        model,
+        build_optimizer(model, TrainConfig(data=[])),
+        weight_average(model, 0.9),
+        bins,
+        torch.ones(len(bins)),
         channels_last=channels_last,
-    )  # fmt: skip
+    )
     before = [p.detach().clone() for p in model.parameters()]
     images = torch.from_numpy(np.stack([smooth_colour_image(40, 40, seed=i) for i in range(2)])).permute(0, 3, 1, 2)
     generator = torch.Generator().manual_seed(0)
