@@ -31,9 +31,10 @@ def test_parameter_groups_split_the_network_without_overlap():
     assert any(p is model.head.weight for p in decoder) and any(p is model._conv_stem.weight for p in frozen)
 
 
-def test_exported_model_loads_with_every_weight(tmp_path):
+@pytest.mark.parametrize("decoder", ["dense", "separable"])
+def test_exported_model_loads_with_every_weight(tmp_path, decoder):
     bins = gamut_bins()
-    model = build_model("lite0-unet", {"num_bins": len(bins)}, bins).eval()
+    model = build_model("lite0-unet", {"num_bins": len(bins), "decoder": decoder}, bins).eval()
     with torch.no_grad():  # non-trivial batch-norm statistics, so that they must travel too
         for module in model.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
@@ -42,6 +43,7 @@ def test_exported_model_loads_with_every_weight(tmp_path):
     save_model(model, tmp_path / "m.safetensors", half=False)
     loaded = load_model(tmp_path / "m.safetensors")
     assert isinstance(loaded, Lite0UNet) and torch.equal(loaded.bins, bins)
+    assert loaded.config.decoder == decoder
     x = torch.randn(1, 1, 64, 64) * 0.3
     torch.testing.assert_close(loaded(x), model(x))
 
@@ -53,3 +55,20 @@ def test_size_must_fit_the_encoder():
     model = build_model("lite0-unet", {"num_bins": 4}, torch.zeros(4, 2))
     with pytest.raises(VidcolorError, match="multiple of 32"):
         Colorizer(model, size=80)
+
+
+def test_separable_decoder_convolutions_are_pointwise_and_depthwise():
+    dense, separable = Lite0UNet(Lite0UNetConfig()), Lite0UNet(Lite0UNetConfig(decoder="separable"))
+    convs = [m for m in separable.up8.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.kernel_size, c.groups) for c in convs] == [((1, 1), 1), ((3, 3), 96)]
+    dense_size = sum(p.numel() for p in dense.decoder_parameters())
+    separable_size = sum(p.numel() for p in separable.decoder_parameters())
+    assert separable_size < dense_size / 4
+
+
+def test_a_configuration_without_a_decoder_is_dense_and_an_unknown_one_is_refused():
+    from vidcolor.errors import VidcolorError
+
+    assert Lite0UNetConfig.from_dict({"decoder_widths": [160, 96, 64]}).decoder == "dense"  # files before the choice
+    with pytest.raises(VidcolorError, match="unknown lite0-unet decoder 'wide'"):
+        build_model("lite0-unet", {"num_bins": 4, "decoder": "wide"}, torch.zeros(4, 2))

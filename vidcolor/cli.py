@@ -18,6 +18,7 @@ from vidcolor.bins import ANNEAL_TEMPERATURE  # noqa: E402
 from vidcolor.colorizer import DEFAULT_SIZE, build_colorizer  # noqa: E402
 from vidcolor.decoding import ALL_DECODINGS  # noqa: E402
 from vidcolor.errors import VidcolorError  # noqa: E402
+from vidcolor.models.lite0_unet import DECODERS  # noqa: E402
 from vidcolor.models.vidnet import VidNetConfig  # noqa: E402
 from vidcolor.mrf import READOUTS, UNARIES, MRFSettings  # noqa: E402
 from vidcolor.runner import EngineChoice, run_colorize  # noqa: E402
@@ -298,6 +299,13 @@ def colorize(
     show_default=True,
     help="vidnet channel widths at 1/2, 1/4, 1/8, 1/16.",
 )
+@click.option(
+    "--decoder",
+    type=click.Choice(DECODERS),
+    default="dense",
+    show_default=True,
+    help="lite0-unet decoder convolutions: dense 3x3, or separable (1x1 then depthwise 3x3; faster).",
+)
 @option_from(TrainConfig, "rebalance_lambda", "--rebalance-lambda", type=float)
 @click.option(
     "--degrade", is_flag=True, help="Old-film degradations (grain, blur, fading, tone, scratches) on the input."
@@ -332,6 +340,7 @@ def train(
     ema: float,
     hold_out: float,
     widths: str,
+    decoder: str,
     rebalance_lambda: float,
     degrade: bool,
     val_limit: int | None,
@@ -391,7 +400,7 @@ def train(
         val_limit=val_limit,
         device=device,
         seed=seed,
-        net=VidNetConfig(widths=width_tuple).to_dict() if arch == "vidnet" else {},
+        net=VidNetConfig(widths=width_tuple).to_dict() if arch == "vidnet" else {"decoder": decoder},
         command="vidcolor " + shlex.join(click.get_current_context().meta.get("vidcolor.argv", sys.argv[1:])),
     )
     run_training(config, resume=resume)

@@ -10,8 +10,11 @@ weight, so colorizing needs no extra package.
 The grey input is turned into the RGB the encoder was trained on: L -> sRGB grey level,
 repeated to three channels, ImageNet-normalised (as DDColor does for its ConvNeXt encoder).
 The decoder climbs from 1/32 to 1/4 resolution (bilinear upsampling, concatenated skip
-features, 3x3 convolutions) and ends in a 1x1 convolution to Q bin logits (classification) or
-to ab (regression) at 1/4 of the input resolution.
+features, then convolutions) and ends in a 1x1 convolution to Q bin logits (classification) or
+to ab (regression) at 1/4 of the input resolution. Its convolutions are either ``dense`` (3x3)
+or ``separable`` (a 1x1 convolution then a depthwise 3x3, as in the encoder's own blocks): the
+separable decoder does a fifth of the dense one's multiply-adds, and the whole network runs
+about 1.4x as fast in OpenVINO on a CPU (measured in ``benchmarks/RESULTS.md``, session 8).
 """
 
 from __future__ import annotations
@@ -39,9 +42,11 @@ BN_MOMENTUM = 0.01
 
 @dataclass(frozen=True)
 class Lite0UNetConfig(NetConfig):
-    """Shape of a lite0-unet: decoder widths at 1/16, 1/8 and 1/4 resolution."""
+    """Shape of a lite0-unet: decoder widths at 1/16, 1/8 and 1/4 resolution, and the decoder's
+    convolutions (``dense`` or ``separable``; files written before the choice existed are dense)."""
 
     decoder_widths: tuple[int, int, int] = (160, 96, 64)
+    decoder: str = "dense"
     kind: str = "classification"
     num_bins: int = 261
 
@@ -73,8 +78,24 @@ class MBConvBlock(nn.Module):
         return x + y if self.residual else y
 
 
-def _decoder_conv(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+DECODERS = ("dense", "separable")
+
+
+def _decoder_conv(c_in: int, c_out: int, style: str) -> nn.Sequential:
+    """One decoder stage ``(B, c_in, h, w)`` -> ``(B, c_out, h, w)``: a 3x3 convolution (``dense``),
+    or a 1x1 then a depthwise 3x3 (``separable``), each with batch norm and ReLU."""
+    if style == "dense":
+        return nn.Sequential(
+            nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)
+        )
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(c_out, c_out, 3, padding=1, groups=c_out, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
 
 
 class Lite0UNet(ColorNet):
@@ -91,6 +112,9 @@ class Lite0UNet(ColorNet):
         super().__init__()
         self.config = config or Lite0UNetConfig()
         self.kind = self.config.kind
+        style = self.config.decoder
+        if style not in DECODERS:
+            raise VidcolorError(f"unknown lite0-unet decoder {style!r}; choose from {', '.join(DECODERS)}")
         self._conv_stem = nn.Conv2d(3, STEM_CHANNELS, 3, 2, 1, bias=False)
         self._bn0 = _bn(STEM_CHANNELS)
         blocks, c_in = [], STEM_CHANNELS
@@ -104,9 +128,9 @@ class Lite0UNet(ColorNet):
         self.taps = [ends[1], ends[2], ends[4], ends[6]]
         skip4, skip8, skip16, deep = (LITE0_STAGES[i][4] for i in (1, 2, 4, 6))
         w16, w8, w4 = self.config.decoder_widths
-        self.up16 = _decoder_conv(deep + skip16, w16)
-        self.up8 = _decoder_conv(w16 + skip8, w8)
-        self.up4 = nn.Sequential(_decoder_conv(w8 + skip4, w4), _decoder_conv(w4, w4))
+        self.up16 = _decoder_conv(deep + skip16, w16, style)
+        self.up8 = _decoder_conv(w16 + skip8, w8, style)
+        self.up4 = nn.Sequential(_decoder_conv(w8 + skip4, w4, style), _decoder_conv(w4, w4, style))
         out_channels = self.config.num_bins if self.kind == "classification" else 2
         self.head = nn.Conv2d(w4, out_channels, 1)
         self.register_buffer("rgb_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
