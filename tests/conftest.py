@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -50,5 +51,22 @@ def smooth_colour_image(height: int, width: int, seed: int = 0) -> np.ndarray:
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """Run the real ``vidcolor`` command line in this process (click's test runner), its output
+    captured as text: a child process would spend about 3 s importing torch, OpenVINO and FFmpeg
+    each time. An exception that escapes the command is appended to ``stderr`` as a traceback.
+    Tests of what only a process shows (signals, exit at the end, resource limits, Ray) use
+    :func:`run_cli_process`."""
+    from click.testing import CliRunner
+
+    from vidcolor.cli import main
+
+    result = CliRunner().invoke(main, list(args), prog_name="vidcolor")
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(result.exception))
+    return subprocess.CompletedProcess(["vidcolor", *args], result.exit_code, result.stdout, stderr)
+
+
+def run_cli_process(*args: str) -> subprocess.CompletedProcess:
     """Run the real ``vidcolor`` command line in a child process; output captured as text."""
     return subprocess.run([sys.executable, "-m", "vidcolor", *args], capture_output=True, text=True, timeout=600)

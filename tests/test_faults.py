@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 from tests.clips import make_clip, make_flat_film
-from tests.conftest import run_cli
+from tests.conftest import run_cli_process
 from vidcolor.film_input import FilmReader
 
 FAST = ("--size", "64")  # the film is under test, not its colours
@@ -88,14 +88,14 @@ def test_a_film_missing_frames_of_its_declared_length_is_refused_unless_accepted
         whole = tmp_path / "fast.mp4"
     cut = tmp_path / f"cut{suffix}"
     cut_at_video_packet(whole, cut, keep=69)  # about 3 frames (4 %) short
-    result = run_cli(str(cut), "-o", str(tmp_path / "out.mkv"), *FAST)
+    result = run_cli_process(str(cut), "-o", str(tmp_path / "out.mkv"), *FAST)
     assert result.returncode == 1 and "frames) missing" in result.stderr and "--accept-truncated" in result.stderr
     assert not (tmp_path / "out.mkv").exists()
-    accepted = run_cli(str(cut), "-o", str(tmp_path / "out.mkv"), "--accept-truncated", *FAST)
+    accepted = run_cli_process(str(cut), "-o", str(tmp_path / "out.mkv"), "--accept-truncated", *FAST)
     assert accepted.returncode == 0, accepted.stderr
     assert "frames) missing" in accepted.stderr and 60 <= len(frame_times(tmp_path / "out.mkv")) < 72
     if suffix == ".mp4":  # a faststart MP4 declares its length up front; whole MKVs run in many other tests
-        intact = run_cli(str(whole), "-o", str(tmp_path / "whole_out.mkv"), *FAST)
+        intact = run_cli_process(str(whole), "-o", str(tmp_path / "whole_out.mkv"), *FAST)
         assert intact.returncode == 0 and "frames) missing" not in intact.stderr
 
 
@@ -166,7 +166,7 @@ def test_an_odd_sized_film_keeps_its_size(tmp_path):
     source = tmp_path / "odd.mkv"
     make_flat_film(source, "ffv1", 321, 241, frames=6, step=40)
     target = tmp_path / "odd_color.mp4"
-    result = run_cli(str(source), "-o", str(target))
+    result = run_cli_process(str(source), "-o", str(target))
     assert result.returncode == 0, result.stderr
     assert "odd side" in result.stderr
     with av.open(str(target)) as container:
@@ -191,7 +191,7 @@ def test_a_photo_over_the_size_limit_is_an_error_and_the_rest_of_the_folder_is_d
     huge_png_header(folder / "b_large.png", 18000, 17000)  # 306 megapixels: over vidcolor's
     Image.fromarray(np.full((40, 60), 128, np.uint8)).save(folder / "c_fine.png")
     out = tmp_path / "out"
-    result = run_cli(str(folder), "-o", str(out))
+    result = run_cli_process(str(folder), "-o", str(out))
     assert result.returncode == 1 and "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
     assert len(errors) == 2 and all("megapixels" in line for line in errors), result.stderr
@@ -205,7 +205,7 @@ def test_a_partial_file_left_by_a_killed_run_is_removed_by_the_next_run(tmp_path
     stale_photo = tmp_path / ".photo_color.partial.png"
     stale_film.write_bytes(b"half a film")
     stale_photo.write_bytes(b"half a photo")
-    result = run_cli(str(tmp_path / "film.mp4"), str(tmp_path / "photo.png"))
+    result = run_cli_process(str(tmp_path / "film.mp4"), str(tmp_path / "photo.png"))
     assert result.returncode == 0, result.stderr
     assert str(stale_film) in result.stderr and str(stale_photo) in result.stderr and "removed" in result.stderr
     assert not stale_film.exists() and not stale_photo.exists()
@@ -217,7 +217,7 @@ def test_interlaced_film_keeps_its_field_order(tmp_path):
     options = {"flags": "+ildct+ilme", "x264-params": "tff=1"}
     make_flat_film(source, "libx264", 128, 96, frames=8, step=25, rate=25, options=options, field_order=2)  # TT
     target = tmp_path / "interlaced_color.mp4"
-    assert run_cli(str(source), "-o", str(target)).returncode == 0
+    assert run_cli_process(str(source), "-o", str(target)).returncode == 0
     with av.open(str(target)) as container:
         assert container.streams.video[0].codec_context.field_order == 2
         assert all(f.interlaced_frame for f in container.decode(video=0))
@@ -233,7 +233,7 @@ def test_links_in_folders_are_followed_once_and_loops_said(tmp_path):
     elsewhere.mkdir()
     Image.fromarray(np.full((40, 60), 90, np.uint8)).save(elsewhere / "b.png")
     (folder / "linked").symlink_to(elsewhere)  # a linked folder: followed
-    result = run_cli("eval", str(folder), "-o", str(tmp_path / "report"))
+    result = run_cli_process("eval", str(folder), "-o", str(tmp_path / "report"))
     assert result.returncode == 0, result.stderr
     assert "a loop" in result.stderr and "broken link" in result.stderr
     assert "evaluated 2 of 2" in result.stderr
@@ -244,7 +244,7 @@ def test_an_unwritable_output_folder_is_an_error_naming_the_output(tmp_path):
     make_clip(tmp_path / "film.mp4", frames=4)
     Image.fromarray(np.full((40, 60), 128, np.uint8)).save(tmp_path / "photo.png")
     for source, target in ((tmp_path / "film.mp4", "/proc/film_out.mp4"), (tmp_path / "photo.png", "/proc/p.png")):
-        result = run_cli(str(source), "-o", target)
+        result = run_cli_process(str(source), "-o", target)
         assert result.returncode == 1 and "Traceback" not in result.stderr
         errors = [line for line in result.stderr.splitlines() if "error:" in line]
         assert len(errors) == 1 and f"{target}: could not write" in errors[0], result.stderr

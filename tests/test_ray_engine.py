@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.clips import make_clip
-from tests.conftest import run_cli
+from tests.conftest import run_cli_process
 from tests.test_video_cli import check_film
 from vidcolor.journal import work_folder
 from vidcolor.ray_engine import _failure_message
@@ -73,7 +73,7 @@ def test_three_films_on_a_ray_cluster_and_one_that_fails_alone(tmp_path, ray_add
     make_clip(films / "c.mp4", frames=20, fps=24, vfr=True, audio=["aac"], gop=None)  # one segment
     (films / "d.mp4").write_bytes(b"\x00" * 1000)  # not a film: fails alone
     out = tmp_path / "out"
-    result = run_cli(
+    result = run_cli_process(
         str(films), "-o", str(out), "--size", "64", "--segment-seconds", "0.5", "--engine", "ray",
         "--ray-address", ray_address,
     )  # fmt: skip
@@ -103,7 +103,7 @@ def test_without_ray_the_engine_is_a_one_line_error(tmp_path):
 
 def test_ray_only_options_need_the_ray_engine(tmp_path):
     make_clip(tmp_path / "film.mp4", frames=10)
-    result = run_cli(str(tmp_path / "film.mp4"), "--workers", "2")
+    result = run_cli_process(str(tmp_path / "film.mp4"), "--workers", "2")
     assert result.returncode == 2 and "only with --engine ray" in result.stderr
 
 
