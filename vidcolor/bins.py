@@ -20,7 +20,6 @@ import functools
 
 import numpy as np
 import torch
-from scipy.ndimage import gaussian_filter
 
 from vidcolor.color import rgb_to_lab
 
@@ -114,6 +113,8 @@ def empirical_prior(histogram: torch.Tensor, bins: torch.Tensor, sigma: float = 
     Returns:
         ``(Q,)`` float32 probabilities summing to 1.
     """
+    from scipy.ndimage import gaussian_filter  # training only: colorizing never pays for scipy's import
+
     counts = histogram.double().numpy()
     # zero padding, kernel cut at 3 sigma
     smooth = gaussian_filter(counts, sigma / GRID_SPACING, mode="constant", truncate=3.0) if sigma > 0 else counts
