@@ -1,13 +1,15 @@
 """Frames/s of the shipped network in every installed runtime, side by side, on the CPU.
 
-    python benchmarks/bench_model.py [--threads 2] [--size 256] [--runs 3]
+    python benchmarks/bench_model.py [--threads 2] [--size 256] [--runs 3] [--models default,other.safetensors]
 
 For each runtime (PyTorch eager, OpenVINO, ONNX Runtime: those installed) times the network
 alone at batch 1 and 8 and the whole colorizer (resize, network, default decoding) on
 640x360 lightness at batch 8, after a warm-up, best of five calls. The whole measurement is
 repeated ``--runs`` times, the runtimes interleaved so that drift on a shared machine hits
 them alike; each cell prints the median and the range over the runs, and the last column the
-median speed-up over PyTorch. Targets (issue 14): the default runtime >= 3x PyTorch at batch 8.
+median speed-up over the same model in PyTorch. ``--models`` measures several models (each in
+every runtime) in the same interleaved runs. Targets (issue 14): the default runtime >= 3x
+PyTorch at batch 8.
 """
 
 from __future__ import annotations
@@ -52,35 +54,33 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--models", default="default", help="comma-separated models (default: the shipped one)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     runtimes = [r for r in RUNTIMES if r != "auto" and installed(r)]
     default = resolve_runtime("auto", torch.device("cpu"))
-    colorizers = {r: build_colorizer("default", args.size, "cpu", None, None, runtime=r) for r in runtimes}
-    parameters = sum(p.numel() for p in colorizers["torch"].model.parameters())
-    print(
-        f"default model: {parameters / 1e6:.2f} M parameters, {torch.get_num_threads()} CPU threads, {args.size} px, "
-        f"decoding {colorizers['torch'].decode.method}; default runtime: {default}; {args.runs} runs"
-    )
-    results: dict[str, dict[str, list[float]]] = {r: {} for r in runtimes}
+    models = args.models.split(",")
+    colorizers = {(m, r): build_colorizer(m, args.size, "cpu", None, None, runtime=r) for m in models for r in runtimes}
+    print(f"{torch.get_num_threads()} CPU threads, {args.size} px; default runtime: {default}; {args.runs} runs")
+    for model in models:
+        colorizer = colorizers[model, "torch"]
+        parameters = sum(p.numel() for p in colorizer.model.parameters())
+        print(f"model {model}: {parameters / 1e6:.2f} M parameters, decoding {colorizer.decode.method}")
+    results: dict[tuple[str, str], dict[str, list[float]]] = {key: {} for key in colorizers}
     for _ in range(args.runs):
-        for runtime, colorizer in colorizers.items():
+        for key, colorizer in colorizers.items():
             for name, rate in measure(colorizer, args.size).items():
-                results[runtime].setdefault(name, []).append(rate)
-    names = list(results["torch"])
-    print(f"{'runtime':<12}" + "".join(f"{n + ' fps (range)':>28}" for n in names) + f"{'x torch (b8)':>14}")
-    for runtime in runtimes:
-        cells = [
-            f"{statistics.median(v):8.1f} ({min(v):.1f}-{max(v):.1f})" for v in (results[runtime][n] for n in names)
-        ]
-        ratio = statistics.median(
-            [a / b for a, b in zip(results[runtime]["network b8"], results["torch"]["network b8"], strict=True)]
-        )
-        print(
-            f"{runtime + ('*' if runtime == default else ''):<12}"
-            + "".join(f"{c:>28}" for c in cells)
-            + f"{ratio:>13.2f}x"
-        )
+                results[key].setdefault(name, []).append(rate)
+    names = list(results[models[0], "torch"])
+    label = max(len(f"{m} {r}*") for m, r in colorizers) + 2
+    header = "".join(f"{n + ' fps (range)':>28}" for n in names)
+    print(f"{'model, runtime':<{label}}{header}{'x torch (b8)':>14}")
+    for (model, runtime), rates in results.items():
+        cells = [f"{statistics.median(v):8.1f} ({min(v):.1f}-{max(v):.1f})" for v in (rates[n] for n in names)]
+        eager = results[model, "torch"]["network b8"]
+        ratio = statistics.median([a / b for a, b in zip(rates["network b8"], eager, strict=True)])
+        name = f"{model} {runtime}{'*' if runtime == default else ''}"
+        print(f"{name:<{label}}" + "".join(f"{c:>28}" for c in cells) + f"{ratio:>13.2f}x")
     print("* the runtime `--runtime auto` picks here")
 
 

@@ -1,7 +1,7 @@
 """Throughput of the film pipeline beside its stages, per runtime, and its memory on long films.
 
     python benchmarks/bench_video.py [--clip FILM | --width 1920 --height 1080] [--frames 300]
-        [--runtimes torch,openvino] [--decode mrf] [--device auto] [--memory]
+        [--runtimes torch,openvino] [--decode mrf] [--device auto] [--model default] [--memory]
 
 Prints, for one clip (generated: a keyframe every second), frames/s of: decode alone (PyAV,
 threaded, luma extracted), encode alone (a bare PyAV transcode of the same clip with the same
@@ -121,6 +121,7 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=360, help="height of the generated clip")
     parser.add_argument("--runtimes", help="comma-separated (default: every runtime installed)")
     parser.add_argument("--decode", help="decoding (default: the model card's)")
+    parser.add_argument("--model", default="default", help="model to colorize with (default: the shipped one)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=8)
@@ -139,7 +140,9 @@ def main() -> None:
     options = VideoOptions(batch_size=args.batch_size, segment_seconds=0)
     segmented = VideoOptions(batch_size=args.batch_size, segment_seconds=args.segment_seconds)
     runtimes = args.runtimes.split(",") if args.runtimes else [r for r in RUNTIMES if r != "auto" and installed(r)]
-    colorizers = {r: build_colorizer("default", args.size, args.device, args.decode, None, runtime=r) for r in runtimes}
+    colorizers = {
+        r: build_colorizer(args.model, args.size, args.device, args.decode, None, runtime=r) for r in runtimes
+    }
     first = next(iter(colorizers.values()))
     device_name = (
         torch.cuda.get_device_name() if first.device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
