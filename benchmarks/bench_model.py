@@ -1,4 +1,4 @@
-"""Frames/s of the shipped network in every installed runtime, side by side, on the CPU.
+"""Frames/s of the shipped network (or ``--models``) in every installed runtime, side by side, on the CPU.
 
     python benchmarks/bench_model.py [--threads 2] [--size 256] [--runs 3] [--models default,other.safetensors]
 

@@ -13,8 +13,8 @@ The decoder climbs from 1/32 to 1/4 resolution (bilinear upsampling, concatenate
 features, then convolutions) and ends in a 1x1 convolution to Q bin logits (classification) or
 to ab (regression) at 1/4 of the input resolution. Its convolutions are either ``dense`` (3x3)
 or ``separable`` (a 1x1 convolution then a depthwise 3x3, as in the encoder's own blocks): the
-separable decoder does a fifth of the dense one's multiply-adds, and the whole network runs
-about 1.4x as fast in OpenVINO on a CPU (measured in ``benchmarks/RESULTS.md``, session 8).
+separable decoder does 0.16 G multiply-adds at 256x256 against the dense one's 0.84 G, and the
+whole network runs 1.4-1.7x as fast in OpenVINO on a CPU (``benchmarks/RESULTS.md``, session 8).
 """
 
 from __future__ import annotations
