@@ -5,11 +5,12 @@ from __future__ import annotations
 import av
 import pytest
 import torch
+from torch.nn import functional
 
 from tests.conftest import SHARED
 from tests.test_models import ECCV16_KEYS, SIGGRAPH17_KEYS, fake_release
-from vidcolor.color import rgb_to_lab
-from vidcolor.colorizer import Colorizer, build_colorizer
+from vidcolor.color import normalize_lightness, rgb_to_lab
+from vidcolor.colorizer import Colorizer, build_colorizer, network_shape
 from vidcolor.errors import VidcolorError
 from vidcolor.evaluation import load_rgb
 from vidcolor.inputs import find_images
@@ -20,30 +21,33 @@ EXPORTED = [r for r in ("openvino", "onnxruntime") if installed(r)]
 CPU = torch.device("cpu")
 
 
-def shared_lightness() -> torch.Tensor:
-    """``(N, 1, 256, 256)`` L of four validation photos and four frames of a shared colour clip."""
+def shared_lightness() -> list[torch.Tensor]:
+    """L of four validation photos, ``(4, 1, 256, 256)``, and of four frames of a shared colour
+    clip at their own size, ``(4, 1, 240, 432)`` (the network sees them as 192 x 352)."""
     photos = [load_rgb(p) for p in find_images([SHARED / "data" / "val"])[:4]]
     with av.open(str(SHARED / "data" / "video" / "davis-tennis.mp4")) as container:
         frames = [
             torch.from_numpy(f.to_ndarray(format="rgb24")).permute(2, 0, 1).float() / 255
             for f in container.decode(video=0)
         ]
-    images = photos + frames[:: max(1, len(frames) // 4)][:4]
     resized = [
-        torch.nn.functional.interpolate(i[None], size=(256, 256), mode="bilinear", antialias=True) for i in images
+        torch.nn.functional.interpolate(i[None], size=(256, 256), mode="bilinear", antialias=True) for i in photos
     ]
-    return rgb_to_lab(torch.cat(resized))[:, :1]
+    clip = torch.stack(frames[:: max(1, len(frames) // 4)][:4])
+    return [rgb_to_lab(torch.cat(resized))[:, :1], rgb_to_lab(clip)[:, :1]]
 
 
 @pytest.mark.skipif(not (SHARED / "data" / "val").exists(), reason="needs ../shared/data")
 @pytest.mark.parametrize("runtime", EXPORTED)
 def test_every_runtime_gives_torchs_colours_on_shared_photos_and_clip(runtime):
-    lightness = shared_lightness()
-    reference = build_colorizer("default", 256, "cpu", None, None, runtime="torch").ab_lowres(lightness)
-    other = build_colorizer("default", 256, "cpu", None, None, runtime=runtime).ab_lowres(lightness)
-    assert other.shape == reference.shape
-    assert (other - reference).abs().mean() < 0.5  # Lab units
-    assert (other - reference).abs().mean(dim=(1, 2, 3)).max() < 0.5  # on every image
+    torch_colorizer = build_colorizer("default", 256, "cpu", None, None, runtime="torch")
+    colorizer = build_colorizer("default", 256, "cpu", None, None, runtime=runtime)
+    for lightness in shared_lightness():
+        reference = torch_colorizer.ab_lowres(lightness)
+        other = colorizer.ab_lowres(lightness)
+        assert other.shape == reference.shape
+        assert (other - reference).abs().mean() < 0.5  # Lab units
+        assert (other - reference).abs().mean(dim=(1, 2, 3)).max() < 0.5  # on every image
 
 
 @pytest.mark.parametrize("runtime", EXPORTED)
@@ -57,9 +61,9 @@ def test_every_model_runs_in_every_runtime_at_any_batch(tmp_path, runtime, name)
         fake_release(release, ECCV16_KEYS if name == "eccv16" else SIGGRAPH17_KEYS)
         model = load_model(release)
     model.eval()
-    run = make_runner(model, runtime, CPU, 64, half=False, cache=ExportCache(tmp_path))
+    run = make_runner(model, runtime, CPU, (64, 96), half=False, cache=ExportCache(tmp_path))
     for batch in (1, 3):
-        x = torch.rand(batch, 1, 64, 64) - 0.5
+        x = torch.rand(batch, 1, 64, 96) - 0.5
         with torch.inference_mode():
             expected = model(x)
         torch.testing.assert_close(run(x), expected, atol=2e-3 * max(1.0, expected.abs().max().item()), rtol=1e-3)
@@ -80,17 +84,18 @@ def test_exports_are_cached_by_weights_and_a_damaged_entry_is_rebuilt(tmp_path, 
     x = torch.rand(2, 1, 32, 32) - 0.5
     with torch.inference_mode():
         expected = model(x)
-    torch.testing.assert_close(make_runner(model, runtime, CPU, 32, False, cache)(x), expected, atol=1e-4, rtol=1e-4)
-    key = export_key(model, runtime, 32)
+    run = make_runner(model, runtime, CPU, (32, 32), False, cache)
+    torch.testing.assert_close(run(x), expected, atol=1e-4, rtol=1e-4)
+    key = export_key(model, runtime, (32, 32))
     files = cache.lookup(key)
     assert files is not None and all(p.exists() for p in files.values())
-    assert export_key(small_model(1), runtime, 32) != key  # other weights, another entry
-    assert export_key(model, runtime, 64) != key  # another size, another entry
+    assert export_key(small_model(1), runtime, (32, 32)) != key  # other weights, another entry
+    assert export_key(model, runtime, (32, 64)) != key  # another shape, another entry
 
     stores = []
     original = ExportCache.store
     monkeypatch.setattr(ExportCache, "store", lambda self, *a: stores.append(a) or original(self, *a))
-    make_runner(model, runtime, CPU, 32, False, cache)
+    make_runner(model, runtime, CPU, (32, 32), False, cache)
     assert stores == []  # served from the cache
 
     largest = max(files.values(), key=lambda p: p.stat().st_size)
@@ -98,7 +103,7 @@ def test_exports_are_cached_by_weights_and_a_damaged_entry_is_rebuilt(tmp_path, 
     data[len(data) // 2] ^= 0xFF  # one flipped byte
     largest.write_bytes(bytes(data))
     assert cache.lookup(key) is None  # never trusted
-    run = make_runner(model, runtime, CPU, 32, False, cache)
+    run = make_runner(model, runtime, CPU, (32, 32), False, cache)
     assert len(stores) == 1  # rebuilt
     torch.testing.assert_close(run(x), expected, atol=1e-4, rtol=1e-4)
     assert cache.lookup(key) is not None
@@ -121,3 +126,37 @@ def test_runtime_choice(monkeypatch):
     monkeypatch.setattr("vidcolor.runtime.installed", lambda name: name == "torch")
     assert resolve_runtime("auto", CPU) == "torch"
     assert Colorizer(small_model(0), runtime="auto").runtime == "torch"
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "expected"),
+    [
+        (500, 500, (256, 256)),
+        (360, 640, (192, 352)),
+        (640, 360, (352, 192)),
+        (480, 640, (224, 288)),
+        (40, 4000, (32, 2560)),
+    ],
+)
+def test_the_network_sees_frames_in_their_own_proportions_at_about_the_same_area(height, width, expected):
+    shape = network_shape(height, width, 256, 32)
+    assert shape == expected
+    assert all(side % 32 == 0 and side >= 32 for side in shape)
+    if min(shape) > 32:
+        assert abs(shape[0] * shape[1] / 256**2 - 1) < 0.1
+        assert abs(shape[1] / shape[0] / (width / height) - 1) < 0.2
+
+
+@pytest.mark.parametrize("runtime", ["torch", *EXPORTED])
+def test_a_wide_film_is_colorized_in_its_own_proportions(tmp_path, monkeypatch, runtime):
+    monkeypatch.setenv("VIDCOLOR_CACHE", str(tmp_path))
+    model = small_model(0)
+    colorizer = Colorizer(model, size=64, runtime=runtime)
+    lightness = torch.rand(2, 1, 90, 160) * 100
+    logits = colorizer.logits(lightness)
+    assert logits.shape[-2:] == (48 // model.output_stride, 80 // model.output_stride)  # 48 x 80 in
+    with torch.inference_mode():
+        squeezed = model(
+            normalize_lightness(functional.interpolate(lightness, size=(48, 80), mode="bilinear", antialias=True))
+        )
+    torch.testing.assert_close(logits, squeezed, atol=1e-3, rtol=1e-3)

@@ -66,8 +66,8 @@ def chroma_planes(
     if luma.device.type == "cpu":
         # No full-resolution float plane: the network's input is the 8-bit luma shrunk to its
         # size (area average) and then looked up; the chroma is one fused pass in numba.
-        side = (colorizer.size, colorizer.size)
-        small = np.stack([cv2.resize(frame, side, interpolation=cv2.INTER_AREA) for frame in luma.numpy()])
+        height, width = colorizer.network_shape(*luma.shape[-2:])
+        small = np.stack([cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA) for frame in luma.numpy()])
         ab = colorizer.ab_lowres(luma_to_lightness_8bit(torch.from_numpy(small), full_range), state)
         return chroma_from_ab(luma, ab, full_range, matrix)
     height, width = luma.shape[-2:]

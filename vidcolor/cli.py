@@ -76,7 +76,8 @@ def model_options(function):
             default=DEFAULT_SIZE,
             show_default=True,
             type=int,
-            help="Network input side in pixels (multiple of 32 for the default model, 16 for vidnet).",
+            help="Network input area as the side of a square, in pixels (multiple of 32 for the default model, 16 for "
+            "vidnet); each frame keeps its proportions (a 16:9 film at 256 goes in as 192x352).",
         ),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
         click.option(

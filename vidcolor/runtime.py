@@ -1,16 +1,16 @@
 """Where the network runs: PyTorch itself, or the model exported to an inference runtime.
 
 PyTorch's eager mode leaves much of a CPU unused. On the CPU, vidcolor exports the network
-once per weights, input size and runtime version, caches the export, and runs it with
+once per weights, input shape and runtime version, caches the export, and runs it with
 OpenVINO (the default dependency: ``openvino.convert_model`` converts the PyTorch module
 directly, no ONNX needed) or ONNX Runtime (the ``onnx`` extra). On CUDA the network runs in
-PyTorch. Every runner takes the network's normalised input ``(B, 1, S, S)`` float32 and
-returns its float32 output on the colorizer's device; the batch size B may vary, the side S
-is fixed per runner.
+PyTorch. Every runner takes the network's normalised input ``(B, 1, h, w)`` float32 and
+returns its float32 output on the colorizer's device; the batch size B may vary, the shape
+(h, w) is fixed per runner.
 
 Cache entries live under ``$VIDCOLOR_CACHE`` (default ``$XDG_CACHE_HOME/vidcolor`` or
 ``~/.cache/vidcolor``), in ``runtimes/``, named by a hash of everything the export depends on
-(the network's class and every weight, the input size, the runtime's and torch's versions).
+(the network's class and every weight, the input shape, the runtime's and torch's versions).
 Files are written under temporary names and renamed; a manifest holding every file's SHA-256 is
 written last. An entry whose manifest is missing or whose files do not match it is rebuilt,
 never used.
@@ -95,11 +95,12 @@ def _version(runtime: str) -> str:
     return onnxruntime.__version__
 
 
-def export_key(model: ColorNet, runtime: str, size: int) -> str:
+def export_key(model: ColorNet, runtime: str, shape: tuple[int, int]) -> str:
     """A hash of everything an export depends on: the network's class and weights, the input
-    side, the runtime's and torch's versions."""
+    shape ``(h, w)``, the runtime's and torch's versions."""
+    height, width = shape
     digest = hashlib.sha256()
-    digest.update(f"{type(model).__module__}.{type(model).__qualname__}|{size}|{runtime}".encode())
+    digest.update(f"{type(model).__module__}.{type(model).__qualname__}|{height}x{width}|{runtime}".encode())
     digest.update(f"|{_version(runtime)}|{torch.__version__}".encode())
     for name, tensor in sorted(model.state_dict().items()):
         value = tensor.detach().cpu().contiguous()
@@ -159,35 +160,35 @@ class ExportCache:
         return files
 
 
-def _example(size: int) -> torch.Tensor:
-    return torch.zeros(1, 1, size, size)
+def _example(shape: tuple[int, int]) -> torch.Tensor:
+    return torch.zeros(1, 1, *shape)
 
 
-def _convert_openvino(model: ColorNet, size: int) -> object:
-    """``model`` as an OpenVINO model with a dynamic batch of ``(1, size, size)`` inputs."""
+def _convert_openvino(model: ColorNet, shape: tuple[int, int]) -> object:
+    """``model`` as an OpenVINO model with a dynamic batch of ``(1, h, w)`` inputs."""
     import openvino
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit.trace's deprecation notices
         return openvino.convert_model(
-            model, example_input=_example(size), input=[openvino.PartialShape([-1, 1, size, size])]
+            model, example_input=_example(shape), input=[openvino.PartialShape([-1, 1, *shape])]
         )
 
 
-def _write_openvino(model: ColorNet, size: int, folder: Path) -> dict[str, Path]:
+def _write_openvino(model: ColorNet, shape: tuple[int, int], folder: Path) -> dict[str, Path]:
     import openvino
 
     xml = folder / "model.xml"
-    openvino.save_model(_convert_openvino(model, size), str(xml), compress_to_fp16=False)
+    openvino.save_model(_convert_openvino(model, shape), str(xml), compress_to_fp16=False)
     return {"model": xml, "weights": xml.with_suffix(".bin")}
 
 
-def _export_onnx(model: ColorNet, size: int, destination: str | io.BytesIO) -> None:
+def _export_onnx(model: ColorNet, shape: tuple[int, int], destination: str | io.BytesIO) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         torch.onnx.export(
             model,
-            (_example(size),),
+            (_example(shape),),
             destination,
             dynamo=False,
             opset_version=ONNX_OPSET,
@@ -197,22 +198,22 @@ def _export_onnx(model: ColorNet, size: int, destination: str | io.BytesIO) -> N
         )
 
 
-def _write_onnx(model: ColorNet, size: int, folder: Path) -> dict[str, Path]:
+def _write_onnx(model: ColorNet, shape: tuple[int, int], folder: Path) -> dict[str, Path]:
     path = folder / "model.onnx"
-    _export_onnx(model, size, str(path))
+    _export_onnx(model, shape, str(path))
     return {"model": path}
 
 
-def _exported(model: ColorNet, runtime: str, size: int, cache: ExportCache | None) -> dict[str, Path]:
+def _exported(model: ColorNet, runtime: str, shape: tuple[int, int], cache: ExportCache | None) -> dict[str, Path]:
     """The cached export of ``model`` for ``runtime`` (built when missing or damaged)."""
     write = {"openvino": _write_openvino, "onnxruntime": _write_onnx}[runtime]
     cache = cache or ExportCache()
-    key = export_key(model, runtime, size)
+    key = export_key(model, runtime, shape)
     files = cache.lookup(key)
     if files is not None:
         return files
     with torch.no_grad():
-        return cache.store(key, lambda folder: write(model, size, folder))
+        return cache.store(key, lambda folder: write(model, shape, folder))
 
 
 def _openvino_runner(source: Path | object, threads: int) -> Runner:
@@ -262,13 +263,13 @@ def _onnx_runner(source: Path | bytes, threads: int) -> Runner:
     return run
 
 
-def _in_memory_runner(model: ColorNet, runtime: str, size: int, threads: int) -> Runner:
+def _in_memory_runner(model: ColorNet, runtime: str, shape: tuple[int, int], threads: int) -> Runner:
     """Export and compile without touching the disk (when the cache cannot be written)."""
     with torch.no_grad():
         if runtime == "openvino":
-            return _openvino_runner(_convert_openvino(model, size), threads)
+            return _openvino_runner(_convert_openvino(model, shape), threads)
         buffer = io.BytesIO()
-        _export_onnx(model, size, buffer)
+        _export_onnx(model, shape, buffer)
         return _onnx_runner(buffer.getvalue(), threads)
 
 
@@ -289,10 +290,15 @@ def torch_runner(model: ColorNet, device: torch.device, half: bool) -> Runner:
 
 
 def make_runner(
-    model: ColorNet, runtime: str, device: torch.device, size: int, half: bool, cache: ExportCache | None = None
+    model: ColorNet,
+    runtime: str,
+    device: torch.device,
+    shape: tuple[int, int],
+    half: bool,
+    cache: ExportCache | None = None,
 ) -> Runner:
-    """A function running ``model`` on ``(B, 1, size, size)`` input with ``runtime`` (resolved,
-    not ``auto``).
+    """A function running ``model`` on ``(B, 1, h, w)`` input with ``runtime`` (resolved, not
+    ``auto``), ``shape`` = (h, w) (the PyTorch runner takes any shape).
 
     When the export cannot be cached (a read-only home, a full disk), it is built in memory for
     this run only.
@@ -306,11 +312,11 @@ def make_runner(
     model = model.float().eval()
     build = _openvino_runner if runtime == "openvino" else _onnx_runner
     try:
-        files = _exported(model, runtime, size, cache)
+        files = _exported(model, runtime, shape, cache)
         return build(files["model"], threads)
     except Exception:  # noqa: BLE001 - the cache or the runtime failed: try once more in memory
         pass
     try:
-        return _in_memory_runner(model, runtime, size, threads)
+        return _in_memory_runner(model, runtime, shape, threads)
     except Exception as error:  # noqa: BLE001 - the runtimes raise their own exception types
         raise VidcolorError(f"--runtime {runtime}: could not prepare the network ({error})") from error
