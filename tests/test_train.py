@@ -16,7 +16,7 @@ from vidcolor.cli import main
 from vidcolor.inputs import find_images, is_held_out
 from vidcolor.models import DEFAULT_WEIGHTS, VidNet, load_model
 from vidcolor.train.data import degrade_lightness, load_image_set, random_crops
-from vidcolor.train.losses import ab_mse, rebalanced_cross_entropy
+from vidcolor.train.losses import ab_mse, distillation_loss, rebalanced_cross_entropy
 
 
 def test_rebalanced_cross_entropy_hand_value():
@@ -219,6 +219,37 @@ def test_train_lite0_unet_exports_the_weight_average_and_continues_from_it(image
     )
     assert second.exit_code == 0, second.output
     assert isinstance(load_model(tmp_path / "more" / "model.safetensors"), Lite0UNet)
+
+
+def test_distillation_loss_is_the_divergence_from_the_teachers_distribution():
+    teacher = torch.tensor([2.0, 0.0, -1.0]).view(1, 3, 1, 1)
+    assert distillation_loss(teacher + 5.0, teacher).item() == pytest.approx(0.0, abs=1e-6)  # same distribution
+    student = torch.zeros(1, 3, 1, 1)  # uniform
+    p = torch.softmax(teacher.flatten(), 0)
+    expected = float((p * (p.log() - math.log(1 / 3))).sum())
+    assert distillation_loss(student, teacher).item() == pytest.approx(expected, rel=1e-5)
+    assert expected > 0.1
+
+
+def test_train_learns_a_teachers_distributions_and_refuses_other_bins(image_folders, tmp_path):
+    train, _ = image_folders
+    common = ["--size", "64", "--batch-size", "2", "--device", "cpu", "--steps", "2"]
+    result = CliRunner().invoke(
+        main,
+        ["train", str(train), "--out", str(tmp_path / "student"), "--teacher", str(DEFAULT_WEIGHTS), *common],
+    )
+    assert result.exit_code == 0, result.output
+    assert "learning the colour distributions of" in result.output
+    card = json.loads((tmp_path / "student" / "model.json").read_text())
+    assert card["teacher"] == str(DEFAULT_WEIGHTS)
+
+    refused = CliRunner().invoke(
+        main,
+        ["train", str(train), "--out", str(tmp_path / "other"), "--bins", "data", "--arch", "vidnet"]
+        + ["--teacher", str(DEFAULT_WEIGHTS), *common],
+    )
+    assert refused.exit_code != 0
+    assert "bins differ" in refused.output
 
 
 def test_train_rejects_a_partial_weighting(image_folders, tmp_path):

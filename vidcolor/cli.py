@@ -324,6 +324,12 @@ def colorize(
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Start from a model's weights (e.g. vidcolor/weights/default.safetensors), fresh optimiser.",
 )
+@click.option(
+    "--teacher",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Learn this model's colour distributions (distillation) instead of the images' colours, e.g. a "
+    "faster student of vidcolor/weights/default.safetensors; the bins must match.",
+)
 def train(
     data: tuple[Path, ...],
     out: Path,
@@ -352,6 +358,7 @@ def train(
     seed: int,
     resume: bool,
     init_weights: Path | None,
+    teacher: Path | None,
 ) -> None:
     """Train a colorizer on folders of colour images.
 
@@ -398,6 +405,7 @@ def train(
         checkpoint_every=checkpoint_every,
         val_every=val_every,
         init=str(init_weights) if init_weights else None,
+        teacher=str(teacher) if teacher else None,
         val_limit=val_limit,
         device=device,
         seed=seed,

@@ -37,6 +37,7 @@ class TrainConfig:
     val_size: int = 256
     device: str = "auto"
     init: str | None = None  # start from these weights (an exported .safetensors), fresh optimiser
+    teacher: str | None = None  # learn this classification model's distributions instead of the labels
     seed: int = 0
     net: dict = field(default_factory=dict)  # the architecture's configuration (its defaults when empty)
     command: str = ""

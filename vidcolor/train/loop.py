@@ -130,6 +130,33 @@ def _initial_weights(config: TrainConfig, console: Console) -> ColorNet | None:
     return initial
 
 
+def load_teacher(config: TrainConfig, student: ColorNet, device: torch.device) -> ColorNet | None:
+    """The frozen network whose distributions ``--teacher`` asks the student to learn, on ``device``.
+
+    Raises:
+        SystemExit: the teacher cannot be read, or gives no distribution over the student's bins at
+            the student's resolution.
+    """
+    if not config.teacher:
+        return None
+    try:
+        teacher = load_model(config.teacher)
+    except VidcolorError as error:
+        raise SystemExit(f"vidcolor train: --teacher {error}") from None
+    if teacher.kind != "classification" or student.kind != "classification":
+        raise SystemExit("vidcolor train: --teacher needs a classification teacher and the classification loss")
+    if teacher.bins.shape != student.bins.shape or not torch.equal(teacher.bins.cpu(), student.bins.cpu()):
+        raise SystemExit(f"vidcolor train: --teacher {config.teacher}: its ab bins differ from the student's")
+    if teacher.output_stride != student.output_stride:
+        raise SystemExit(
+            f"vidcolor train: --teacher {config.teacher}: output at 1/{teacher.output_stride} of the input, "
+            f"the student's at 1/{student.output_stride}"
+        )
+    for parameter in teacher.parameters():
+        parameter.requires_grad_(False)
+    return teacher.eval().to(device, memory_format=torch.channels_last)
+
+
 def build_optimizer(model: ColorNet, config: TrainConfig) -> torch.optim.Optimizer:
     """AdamW; a pretrained encoder gets its own (lower) learning rate, as ``lr_scale`` of ``lr``."""
     if isinstance(model, Lite0UNet):
@@ -288,6 +315,7 @@ def train(config: TrainConfig, resume: bool = False, console: Console | None = N
                 "count": len(bins) if bins is not None else 0,
             },
             "loss": config.loss,
+            "teacher": config.teacher,
             "rebalance_lambda": config.rebalance_lambda,
             "default_decoding": {"method": VALIDATION_DECODING.method, "temperature": VALIDATION_DECODING.temperature},
             "data": {
@@ -310,7 +338,10 @@ def train(config: TrainConfig, resume: bool = False, console: Console | None = N
         save_model(network, path, extra={"card": card})
         path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
 
-    parts = StepParts(model, optimizer, averaged, bins, weights, config.degrade)
+    teacher = load_teacher(config, model, device)
+    if teacher is not None:
+        console.print(f"learning the colour distributions of {config.teacher}")
+    parts = StepParts(model, optimizer, averaged, bins, weights, config.degrade, teacher=teacher)
     model.train()
     window_loss, window_images, window_start = torch.zeros((), device=device), 0, time.perf_counter()
     with _progress(console) as progress:

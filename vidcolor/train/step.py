@@ -13,7 +13,7 @@ import torch
 from vidcolor.color import normalize_lightness, rgb_to_lab
 from vidcolor.models import ColorNet
 from vidcolor.train.data import degrade_lightness, random_crops
-from vidcolor.train.losses import ab_mse, rebalanced_cross_entropy
+from vidcolor.train.losses import ab_mse, distillation_loss, rebalanced_cross_entropy
 
 
 @dataclass
@@ -27,6 +27,7 @@ class StepParts:
     weights: torch.Tensor | None  # (Q,) rebalancing weights (classification)
     degrade: bool = False
     channels_last: bool = True
+    teacher: ColorNet | None = None  # eval mode, frozen: the loss is the divergence from its distribution
 
 
 def training_step(
@@ -52,7 +53,11 @@ def training_step(
         net_input = net_input.contiguous(memory_format=torch.channels_last)
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=images.device.type == "cuda"):
         out_map = model(net_input)
-    if parts.bins is not None:
+    if parts.teacher is not None:
+        with torch.no_grad():
+            teacher_map = parts.teacher(net_input)
+        loss = distillation_loss(out_map, teacher_map)
+    elif parts.bins is not None:
         loss = rebalanced_cross_entropy(out_map, target_ab, parts.bins.to(images.device), parts.weights)
     else:
         loss = ab_mse(out_map, target_ab)
