@@ -252,6 +252,31 @@ def test_train_learns_a_teachers_distributions_and_refuses_other_bins(image_fold
     assert "bins differ" in refused.output
 
 
+def test_init_with_another_decoder_keeps_the_encoder_and_starts_the_decoder_afresh(image_folders, tmp_path):
+    train, _ = image_folders
+    out = tmp_path / "student"
+    result = CliRunner().invoke(
+        main,
+        ["train", str(train), "--out", str(out), "--init", str(DEFAULT_WEIGHTS), "--decoder", "separable"]
+        + ["--teacher", str(DEFAULT_WEIGHTS), "--size", "64", "--batch-size", "2", "--device", "cpu", "--steps", "1"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "start afresh (e.g. up16.0.weight)" in result.output
+    teacher, student = load_model(DEFAULT_WEIGHTS), load_model(out / "model.safetensors")
+    assert teacher.config.decoder == "dense" and student.config.decoder == "separable"
+    # the stem stays frozen in training: it is still the initial model's, to the file's precision
+    torch.testing.assert_close(student.state_dict()["_conv_stem.weight"], teacher.state_dict()["_conv_stem.weight"])
+    assert student.state_dict()["up16.0.weight"].shape[-1] == 1 != teacher.state_dict()["up16.0.weight"].shape[-1]
+    # without --decoder the initial model's own decoder is kept
+    again = CliRunner().invoke(
+        main,
+        ["train", str(train), "--out", str(tmp_path / "again"), "--init", str(out / "model.safetensors")]
+        + ["--size", "64", "--batch-size", "2", "--device", "cpu", "--steps", "1"],
+    )
+    assert again.exit_code == 0, again.output
+    assert load_model(tmp_path / "again" / "model.safetensors").config.decoder == "separable"
+
+
 def test_train_rejects_a_partial_weighting(image_folders, tmp_path):
     train, _ = image_folders
     result = CliRunner().invoke(

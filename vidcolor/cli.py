@@ -303,9 +303,9 @@ def colorize(
 @click.option(
     "--decoder",
     type=click.Choice(DECODERS),
-    default="dense",
-    show_default=True,
-    help="lite0-unet decoder convolutions: dense 3x3, or separable (1x1 then depthwise 3x3; faster).",
+    help="lite0-unet decoder convolutions: dense 3x3, or separable (1x1 then depthwise 3x3; faster). "
+    "Default: dense, or the --init model's own; a different one with --init keeps the init's encoder and "
+    "every other tensor of matching shape, the rest starting afresh.",
 )
 @option_from(TrainConfig, "rebalance_lambda", "--rebalance-lambda", type=float)
 @click.option(
@@ -347,7 +347,7 @@ def train(
     ema: float,
     hold_out: float,
     widths: str,
-    decoder: str,
+    decoder: str | None,
     rebalance_lambda: float,
     degrade: bool,
     val_limit: int | None,
@@ -409,7 +409,9 @@ def train(
         val_limit=val_limit,
         device=device,
         seed=seed,
-        net=VidNetConfig(widths=width_tuple).to_dict() if arch == "vidnet" else {"decoder": decoder},
+        net=VidNetConfig(widths=width_tuple).to_dict()
+        if arch == "vidnet"
+        else ({"decoder": decoder} if decoder else {}),
         command="vidcolor " + shlex.join(click.get_current_context().meta.get("vidcolor.argv", sys.argv[1:])),
     )
     run_training(config, resume=resume)

@@ -125,9 +125,17 @@ def _initial_weights(config: TrainConfig, console: Console) -> ColorNet | None:
     if initial.architecture not in TRAINABLE or initial.kind != config.loss:
         raise SystemExit(f"vidcolor train: --init {config.init}: not a trainable {config.loss} model")
     config.arch = initial.architecture
-    config.net = initial.config.to_dict()
+    config.net = {**initial.config.to_dict(), **config.net}  # what the command line sets wins (the decoder)
     console.print(f"starting from the weights of {config.init} ({config.arch})")
     return initial
+
+
+def matching_state(model: ColorNet, initial: ColorNet) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The tensors of ``initial`` that fit ``model`` (same name and shape), and the names of the
+    model's tensors that get none (a different decoder's layers: they start afresh)."""
+    own = model.state_dict()
+    fitting = {k: v for k, v in initial.state_dict().items() if k in own and own[k].shape == v.shape}
+    return fitting, [k for k in own if k not in fitting]
 
 
 def load_teacher(config: TrainConfig, student: ColorNet, device: torch.device) -> ColorNet | None:
@@ -247,7 +255,10 @@ def train(config: TrainConfig, resume: bool = False, console: Console | None = N
     model = build_model(config.arch, net_config, bins)
     config.net = model.config.to_dict()
     if initial is not None:
-        model.load_state_dict(initial.state_dict(), strict=False)
+        fitting, fresh = matching_state(model, initial)
+        model.load_state_dict(fitting, strict=False)
+        if fresh:
+            console.print(f"{len(fresh)} tensors not in {config.init}'s shape start afresh (e.g. {fresh[0]})")
     elif checkpoint is None and isinstance(model, Lite0UNet):
         try:
             load_imagenet_encoder(model)
