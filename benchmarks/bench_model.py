@@ -1,8 +1,10 @@
 """Frames/s of the shipped network (or ``--models``) in every installed runtime, side by side, on the CPU.
 
     python benchmarks/bench_model.py [--threads 2] [--size 256] [--runs 3] [--models default,other.safetensors]
+        [--runtimes torch,openvino,openvino:bf16]
 
-For each runtime (PyTorch eager, OpenVINO, ONNX Runtime: those installed) times the network
+For each runtime (PyTorch eager, OpenVINO, ONNX Runtime: those installed, in f32; OpenVINO also
+in bf16 on a CPU that computes it natively) times the network
 alone at batch 1 and 8 and the whole colorizer (resize, network, default decoding) on
 640x360 lightness at batch 8, after a warm-up, best of five calls. The whole measurement is
 repeated ``--runs`` times, the runtimes interleaved so that drift on a shared machine hits
@@ -25,7 +27,21 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from vidcolor.colorizer import build_colorizer  # noqa: E402
-from vidcolor.runtime import RUNTIMES, installed, resolve_runtime  # noqa: E402
+from vidcolor.runtime import RUNTIMES, cpu_has_bf16, installed, resolve_runtime  # noqa: E402
+
+
+def runtime_variants(names: str | None = None) -> list[tuple[str, str]]:
+    """``(runtime, precision)`` pairs to measure: ``names`` as ``runtime[:precision]``, comma-separated,
+    or every installed runtime in f32 and, on a CPU with native bf16, OpenVINO in bf16 too."""
+    if names:
+        return [(n.split(":")[0], n.split(":")[1] if ":" in n else "f32") for n in names.split(",")]
+    variants = [(r, "f32") for r in RUNTIMES if r != "auto" and installed(r)]
+    return variants + ([("openvino", "bf16")] if cpu_has_bf16() else [])
+
+
+def variant_name(runtime: str, precision: str) -> str:
+    """``openvino`` for f32, ``openvino:bf16`` for another precision."""
+    return runtime if precision == "f32" else f"{runtime}:{precision}"
 
 
 def best_rate(function, frames: int, repeats: int = 5) -> float:
@@ -55,12 +71,23 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--models", default="default", help="comma-separated models (default: the shipped one)")
+    parser.add_argument(
+        "--runtimes", help="comma-separated runtime[:precision] (default: every one installed, and openvino:bf16)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    runtimes = [r for r in RUNTIMES if r != "auto" and installed(r)]
+    runtimes = [variant_name(*v) for v in runtime_variants(args.runtimes)]
+    if "torch" not in runtimes:
+        runtimes.insert(0, "torch")  # the reference of the speed-ups
     default = resolve_runtime("auto", torch.device("cpu"))
     models = args.models.split(",")
-    colorizers = {(m, r): build_colorizer(m, args.size, "cpu", None, None, runtime=r) for m in models for r in runtimes}
+    colorizers = {
+        (m, r): build_colorizer(
+            m, args.size, "cpu", None, None, runtime=r.split(":")[0], precision=(r.split(":") + ["f32"])[1]
+        )
+        for m in models
+        for r in runtimes
+    }
     print(f"{torch.get_num_threads()} CPU threads, {args.size} px; default runtime: {default}; {args.runs} runs")
     for model in models:
         colorizer = colorizers[model, "torch"]

@@ -1,11 +1,12 @@
 """Throughput of the film pipeline beside its stages, per runtime, and its memory on long films.
 
     python benchmarks/bench_video.py [--clip FILM | --width 1920 --height 1080] [--frames 300]
-        [--runtimes torch,openvino] [--decode mrf] [--device auto] [--model default] [--memory]
+        [--runtimes torch,openvino,openvino:bf16] [--decode mrf] [--device auto] [--model default] [--memory]
 
 Prints, for one clip (generated: a keyframe every second), frames/s of: decode alone (PyAV,
 threaded, luma extracted), encode alone (a bare PyAV transcode of the same clip with the same
-encoder settings), and, for each runtime (default: every one installed), the network alone
+encoder settings), and, for each runtime (default: every one installed, in f32, and OpenVINO in bf16 on a CPU
+that has it), the network alone
 (batched luma -> chroma planes) and the whole pipeline in one pass (``--segment-seconds 0``)
 and in segments (``--segment-seconds``, 2 s by default, so that a short clip is cut several
 times), with the pipeline's ratio to its slowest stage (target >= 0.85) and to the bare
@@ -29,11 +30,11 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.bench_model import runtime_variants, variant_name  # noqa: E402
 from benchmarks.peak_memory import cli_peak_mib  # noqa: E402
 from tests.clips import make_clip  # noqa: E402
 from vidcolor.chroma import chroma_planes  # noqa: E402
 from vidcolor.colorizer import build_colorizer  # noqa: E402
-from vidcolor.runtime import RUNTIMES, installed  # noqa: E402
 from vidcolor.video import VideoOptions, colorize_video  # noqa: E402
 
 
@@ -119,7 +120,11 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=300, help="length of the generated clip")
     parser.add_argument("--width", type=int, default=640, help="width of the generated clip")
     parser.add_argument("--height", type=int, default=360, help="height of the generated clip")
-    parser.add_argument("--runtimes", help="comma-separated (default: every runtime installed)")
+    parser.add_argument(
+        "--runtimes",
+        help="comma-separated runtime[:precision], e.g. openvino,openvino:bf16 (default: every runtime installed in "
+        "f32, and openvino:bf16 on a CPU with native bf16)",
+    )
     parser.add_argument("--decode", help="decoding (default: the model card's)")
     parser.add_argument("--model", default="default", help="model to colorize with (default: the shipped one)")
     parser.add_argument("--device", default="auto")
@@ -139,9 +144,11 @@ def main() -> None:
         make_clip(clip, frames=args.frames, width=args.width, height=args.height, fps=25, gop=25)
     options = VideoOptions(batch_size=args.batch_size, segment_seconds=0)
     segmented = VideoOptions(batch_size=args.batch_size, segment_seconds=args.segment_seconds)
-    runtimes = args.runtimes.split(",") if args.runtimes else [r for r in RUNTIMES if r != "auto" and installed(r)]
     colorizers = {
-        r: build_colorizer(args.model, args.size, args.device, args.decode, None, runtime=r) for r in runtimes
+        variant_name(runtime, precision): build_colorizer(
+            args.model, args.size, args.device, args.decode, None, runtime=runtime, precision=precision
+        )
+        for runtime, precision in runtime_variants(args.runtimes)
     }
     first = next(iter(colorizers.values()))
     device_name = (
@@ -166,7 +173,7 @@ def main() -> None:
     )
     print(f"decode alone {decode_fps:.1f} frames/s; bare transcode (decode + encode) {encode_fps:.1f} frames/s")
     print(
-        f"{'runtime':<12}{'network':>10}{'pipeline':>10}{'/ slowest':>11}{'/ transcode':>13}"
+        f"{'runtime':<14}{'network':>10}{'pipeline':>10}{'/ slowest':>11}{'/ transcode':>13}"
         f"{'segments':>10}{'/ slowest':>11}"
     )
     for runtime, colorizer in colorizers.items():
@@ -184,7 +191,7 @@ def main() -> None:
         }
         row = figures["runtimes"][runtime]
         print(
-            f"{runtime:<12}{network_fps:>10.1f}{pipeline_fps:>10.1f}{row['pipeline_over_slowest']:>11.3f}"
+            f"{runtime:<14}{network_fps:>10.1f}{pipeline_fps:>10.1f}{row['pipeline_over_slowest']:>11.3f}"
             f"{row['pipeline_over_transcode']:>13.3f}{segmented_fps:>10.1f}{row['segmented_over_slowest']:>11.3f}"
         )
     print("targets: pipeline / slowest stage >= 0.85; at 1920x1080 pipeline / bare transcode >= 0.6")

@@ -15,7 +15,15 @@ from vidcolor.errors import VidcolorError
 from vidcolor.evaluation import load_rgb
 from vidcolor.inputs import find_images
 from vidcolor.models import VidNet, VidNetConfig, load_model
-from vidcolor.runtime import ExportCache, export_key, installed, make_runner, resolve_runtime
+from vidcolor.runtime import (
+    ExportCache,
+    cpu_has_bf16,
+    export_key,
+    installed,
+    make_runner,
+    resolve_precision,
+    resolve_runtime,
+)
 
 EXPORTED = [r for r in ("openvino", "onnxruntime") if installed(r)]
 CPU = torch.device("cpu")
@@ -40,14 +48,42 @@ def shared_lightness() -> list[torch.Tensor]:
 @pytest.mark.skipif(not (SHARED / "data" / "val").exists(), reason="needs ../shared/data")
 @pytest.mark.parametrize("runtime", EXPORTED)
 def test_every_runtime_gives_torchs_colours_on_shared_photos_and_clip(runtime):
-    torch_colorizer = build_colorizer("default", 256, "cpu", None, None, runtime="torch")
-    colorizer = build_colorizer("default", 256, "cpu", None, None, runtime=runtime)
+    torch_colorizer = build_colorizer("default", 256, "cpu", None, None, runtime="torch", precision="f32")
+    colorizer = build_colorizer("default", 256, "cpu", None, None, runtime=runtime, precision="f32")
     for lightness in shared_lightness():
         reference = torch_colorizer.ab_lowres(lightness)
         other = colorizer.ab_lowres(lightness)
         assert other.shape == reference.shape
         assert (other - reference).abs().mean() < 0.5  # Lab units
         assert (other - reference).abs().mean(dim=(1, 2, 3)).max() < 0.5  # on every image
+
+
+@pytest.mark.skipif(not (SHARED / "data" / "val").exists(), reason="needs ../shared/data")
+@pytest.mark.skipif(not cpu_has_bf16(), reason="needs a CPU with native bf16 and OpenVINO")
+def test_openvino_in_bf16_computes_in_bf16_and_keeps_the_colours_close():
+    reference_colorizer = build_colorizer("default", 256, "cpu", None, None, runtime="torch", precision="f32")
+    colorizer = build_colorizer("default", 256, "cpu", None, None, runtime="openvino", precision="bf16")
+    default = build_colorizer("default", 256, "cpu", None, None, runtime="openvino")
+    assert default.precision == "f32" and colorizer.precision == "bf16"
+    assert default.fingerprint() != colorizer.fingerprint()  # a film is never resumed in another precision
+    for lightness in shared_lightness():
+        reference = reference_colorizer.ab_lowres(lightness)
+        difference = (colorizer.ab_lowres(lightness) - reference).abs()
+        assert 0.05 < difference.mean() < 1.0  # Lab units: bf16 arithmetic, not f32's colours to the last bit
+        assert difference.mean(dim=(1, 2, 3)).max() < 2.0  # on every image
+
+
+def test_precision_choice():
+    assert resolve_precision("auto", "torch", torch.device("cuda")) == "bf16"
+    assert resolve_precision("auto", "torch", CPU) == "f32"
+    assert resolve_precision("auto", "onnxruntime", CPU) == "f32"
+    assert resolve_precision("bf16", "torch", CPU) == "bf16"
+    assert resolve_precision("auto", "openvino", CPU) == "f32"
+    assert resolve_precision("bf16", "openvino", CPU) == "bf16"
+    with pytest.raises(VidcolorError, match="ONNX Runtime computes f32"):
+        resolve_precision("bf16", "onnxruntime", CPU)
+    with pytest.raises(VidcolorError, match="one of"):
+        resolve_precision("fp8", "torch", CPU)
 
 
 @pytest.mark.parametrize("runtime", EXPORTED)
@@ -61,7 +97,7 @@ def test_every_model_runs_in_every_runtime_at_any_batch(tmp_path, runtime, name)
         fake_release(release, ECCV16_KEYS if name == "eccv16" else SIGGRAPH17_KEYS)
         model = load_model(release)
     model.eval()
-    run = make_runner(model, runtime, CPU, (64, 96), half=False, cache=ExportCache(tmp_path))
+    run = make_runner(model, runtime, CPU, (64, 96), "f32", cache=ExportCache(tmp_path))
     for batch in (1, 3):
         x = torch.rand(batch, 1, 64, 96) - 0.5
         with torch.inference_mode():
@@ -84,7 +120,7 @@ def test_exports_are_cached_by_weights_and_a_damaged_entry_is_rebuilt(tmp_path, 
     x = torch.rand(2, 1, 32, 32) - 0.5
     with torch.inference_mode():
         expected = model(x)
-    run = make_runner(model, runtime, CPU, (32, 32), False, cache)
+    run = make_runner(model, runtime, CPU, (32, 32), "f32", cache)
     torch.testing.assert_close(run(x), expected, atol=1e-4, rtol=1e-4)
     key = export_key(model, runtime, (32, 32))
     files = cache.lookup(key)
@@ -95,7 +131,7 @@ def test_exports_are_cached_by_weights_and_a_damaged_entry_is_rebuilt(tmp_path, 
     stores = []
     original = ExportCache.store
     monkeypatch.setattr(ExportCache, "store", lambda self, *a: stores.append(a) or original(self, *a))
-    make_runner(model, runtime, CPU, (32, 32), False, cache)
+    make_runner(model, runtime, CPU, (32, 32), "f32", cache)
     assert stores == []  # served from the cache
 
     largest = max(files.values(), key=lambda p: p.stat().st_size)
@@ -103,7 +139,7 @@ def test_exports_are_cached_by_weights_and_a_damaged_entry_is_rebuilt(tmp_path, 
     data[len(data) // 2] ^= 0xFF  # one flipped byte
     largest.write_bytes(bytes(data))
     assert cache.lookup(key) is None  # never trusted
-    run = make_runner(model, runtime, CPU, (32, 32), False, cache)
+    run = make_runner(model, runtime, CPU, (32, 32), "f32", cache)
     assert len(stores) == 1  # rebuilt
     torch.testing.assert_close(run(x), expected, atol=1e-4, rtol=1e-4)
     assert cache.lookup(key) is not None

@@ -22,7 +22,7 @@ from vidcolor.errors import VidcolorError
 from vidcolor.models.base import ColorNet
 from vidcolor.models.loading import load_model, model_card
 from vidcolor.mrf import MRFSettings
-from vidcolor.runtime import Runner, export_key, make_runner, resolve_runtime
+from vidcolor.runtime import Runner, export_key, make_runner, resolve_precision, resolve_runtime
 
 DEFAULT_SIZE = 256
 
@@ -67,7 +67,8 @@ class Colorizer:
         size: the side of the square whose area the network's input has, in pixels (a multiple of
             the model's ``input_multiple``); see :func:`network_shape`.
         decode: the decoding of classification outputs.
-        half: run under fp16/bf16 autocast on CUDA (ignored on the CPU).
+        precision: the network's arithmetic, ``auto``, ``f32`` or ``bf16``
+            (:func:`vidcolor.runtime.resolve_precision`).
         runtime: ``torch``, ``openvino``, ``onnxruntime`` or ``auto`` (see :mod:`vidcolor.runtime`);
             the network is exported (and cached, one export per input shape) for the runtimes
             other than torch.
@@ -79,7 +80,7 @@ class Colorizer:
         device: torch.device | str = "cpu",
         size: int = DEFAULT_SIZE,
         decode: DecodeSettings | None = None,
-        half: bool = True,
+        precision: str = "auto",
         runtime: str = "torch",
     ) -> None:
         multiple = model.input_multiple
@@ -90,10 +91,9 @@ class Colorizer:
         self.size = size
         self.decode = decode or DecodeSettings()
         self.decoder = Decoder(self.decode, model.bins, model.kind, self.device)
-        half = half and self.device.type == "cuda"
         self.runtime = resolve_runtime(runtime, self.device)
+        self.precision = resolve_precision(precision, self.runtime, self.device)
         self.notices: list[str] = []  # for the user: e.g. a runtime that could not be used
-        self.half = half
         # One runner per input shape, built when first needed; the square one now, so that a
         # runtime that cannot run the network is found (and left for PyTorch) at once.
         self._runners: dict[tuple[int, int], Runner] = {}
@@ -104,6 +104,7 @@ class Colorizer:
                 raise
             self.notices.append(f"{error}; running it in PyTorch instead")
             self.runtime = "torch"
+            self.precision = resolve_precision(precision, self.runtime, self.device)
             self._runner((size, size))
 
     def _runner(self, shape: tuple[int, int]) -> Runner:
@@ -111,7 +112,7 @@ class Colorizer:
         if self.runtime == "torch":
             shape = (0, 0)  # PyTorch takes every shape: one runner
         if shape not in self._runners:
-            self._runners[shape] = make_runner(self.model, self.runtime, self.device, shape, self.half)
+            self._runners[shape] = make_runner(self.model, self.runtime, self.device, shape, self.precision)
         return self._runners[shape]
 
     def network_shape(self, height: int, width: int) -> tuple[int, int]:
@@ -124,11 +125,11 @@ class Colorizer:
 
     def fingerprint(self) -> str:
         """A hash of everything that decides this colorizer's colours: the network's weights, the
-        input area, the runtime (and its version), the device kind and precision, the decoding."""
+        input area, the runtime (and its version), the device kind, the precision, the decoding."""
         digest = hashlib.sha256(export_key(self.model, self.runtime, (self.size, self.size)).encode())
         digest.update(b"|aspect kept")  # the input's shape follows the frames' (network_shape)
         settings = dataclasses.replace(self.decode, reference=None)
-        digest.update(f"|{self.device.type}|{self.half}|{settings!r}|".encode())
+        digest.update(f"|{self.device.type}|{self.precision}|{settings!r}|".encode())
         if self.decode.reference is not None:
             digest.update(np.ascontiguousarray(self.decode.reference, dtype=np.float64).tobytes())
         return digest.hexdigest()
@@ -209,6 +210,7 @@ def build_colorizer(
     temporal: bool = True,
     reference: np.ndarray | None = None,
     runtime: str = "auto",
+    precision: str = "auto",
 ) -> Colorizer:
     """Load ``model`` and wrap it with the chosen decoding, or the one its card recommends.
 
@@ -223,6 +225,7 @@ def build_colorizer(
         reference: ``(23, 23)`` ab histogram of a colour reference image, or None.
         runtime: where the network runs (:data:`vidcolor.runtime.RUNTIMES`); ``auto`` picks the
             fastest one installed for the device.
+        precision: the network's arithmetic (:data:`vidcolor.runtime.PRECISIONS`).
 
     Raises:
         VidcolorError: the model cannot be loaded, the device is missing, or the decoding does
@@ -236,7 +239,7 @@ def build_colorizer(
     if network.kind == "regression" and decode_method not in (None, "annealed"):
         raise VidcolorError(f"{model}: predicts ab directly, so --decode {decode_method} does not apply to it")
     settings = DecodeSettings(method, temperature, mrf=mrf or MRFSettings(), temporal=temporal, reference=reference)
-    return Colorizer(network, resolve_device(device), size, settings, runtime=runtime)
+    return Colorizer(network, resolve_device(device), size, settings, precision=precision, runtime=runtime)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -253,6 +256,7 @@ class ColorizerSpec:
     temporal: bool = True
     reference: np.ndarray | None = None
     runtime: str = "auto"
+    precision: str = "auto"
 
     def build(self) -> Colorizer:
         """Raises :class:`VidcolorError` as :func:`build_colorizer` does."""

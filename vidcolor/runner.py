@@ -118,6 +118,7 @@ def run_colorize(
     decode_method: str | None,
     temperature: float | None,
     runtime: str = "auto",
+    precision: str = "auto",
     overwrite: bool,
     quiet: bool,
     video_options: VideoOptions | None = None,
@@ -148,7 +149,9 @@ def run_colorize(
 
     try:
         histogram = reference_histogram(reference) if reference is not None else None
-        spec = ColorizerSpec(model, size, device, decode_method, temperature, mrf, temporal, histogram, runtime)
+        spec = ColorizerSpec(
+            model, size, device, decode_method, temperature, mrf, temporal, histogram, runtime, precision
+        )
         colorizer = spec.build()
     except VidcolorError as error:
         report(str(error))

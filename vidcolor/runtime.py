@@ -36,6 +36,10 @@ from vidcolor.errors import VidcolorError
 from vidcolor.models.base import ColorNet
 
 RUNTIMES = ("auto", "torch", "openvino", "onnxruntime")
+# The network's arithmetic: ``auto`` is bf16 on CUDA (autocast) and f32 on the CPU, where bf16
+# (OpenVINO on a CPU with AVX512-BF16 or AMX: about 2x f32) moves the colours by more than the
+# 0.5 Lab units the runtimes keep to, so it is asked for by name.
+PRECISIONS = ("auto", "f32", "bf16")
 # What `auto` tries on the CPU, fastest first (bench_model.py: OpenVINO about 3.5x eager PyTorch
 # at batch 8 on 2 threads, ONNX Runtime about 2x).
 CPU_PREFERENCE = ("openvino", "onnxruntime")
@@ -74,6 +78,36 @@ def resolve_runtime(name: str, device: torch.device) -> str:
         raise VidcolorError(f"--runtime {name} runs on the CPU; use --runtime torch (or auto) with --device {device}")
     if not installed(name):
         raise VidcolorError(f"--runtime {name}: not installed ({INSTALL_HINT[name]})")
+    return name
+
+
+def cpu_has_bf16() -> bool:
+    """Whether OpenVINO computes bf16 natively on this CPU (AVX512-BF16 or AMX), not emulated."""
+    if not installed("openvino"):
+        return False
+    import openvino
+
+    return "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def resolve_precision(name: str, runtime: str, device: torch.device) -> str:
+    """The precision (``f32`` or ``bf16``) that ``--precision name`` means for ``runtime`` (resolved)
+    on ``device``.
+
+    ``auto``: bf16 on CUDA (autocast; fp16 where bf16 is missing), f32 on the CPU. ``bf16`` on a
+    CPU: OpenVINO's bf16 inference (about 2x f32 where the CPU has AVX512-BF16 or AMX; the colours
+    move by 0.4-0.8 Lab units on average, ``benchmarks/RESULTS.md``; f32 where it has neither),
+    or PyTorch under bf16 autocast.
+
+    Raises:
+        VidcolorError: an unknown precision, or bf16 asked of ONNX Runtime (f32 only on the CPU).
+    """
+    if name not in PRECISIONS:
+        raise VidcolorError(f"--precision must be one of {', '.join(PRECISIONS)}, got {name!r}")
+    if name == "auto":
+        return "bf16" if device.type == "cuda" else "f32"
+    if name == "bf16" and runtime == "onnxruntime":
+        raise VidcolorError("--precision bf16: ONNX Runtime computes f32 on the CPU; use --runtime openvino or torch")
     return name
 
 
@@ -216,8 +250,9 @@ def _exported(model: ColorNet, runtime: str, shape: tuple[int, int], cache: Expo
         return cache.store(key, lambda folder: write(model, shape, folder))
 
 
-def _openvino_runner(source: Path | object, threads: int) -> Runner:
-    """Compile an OpenVINO model (an IR file, or a converted model in memory) for the CPU.
+def _openvino_runner(source: Path | object, threads: int, precision: str = "f32") -> Runner:
+    """Compile an OpenVINO model (an IR file, or a converted model in memory) for the CPU, its
+    arithmetic in ``precision`` (``f32`` or ``bf16``; bf16 falls back to f32 on a CPU without it).
 
     The output is asked for in NHWC, closer to the blocked layout OpenVINO computes it in (its
     final reorder of 8 frames' logits took 22 ms on one thread against 33 for NCHW, measured), and
@@ -235,7 +270,7 @@ def _openvino_runner(source: Path | object, threads: int) -> Runner:
     compiled = core.compile_model(
         steps.build(),
         "CPU",
-        {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"},
+        {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision},
     )
     request = compiled.create_infer_request()
 
@@ -263,26 +298,29 @@ def _onnx_runner(source: Path | bytes, threads: int) -> Runner:
     return run
 
 
-def _in_memory_runner(model: ColorNet, runtime: str, shape: tuple[int, int], threads: int) -> Runner:
+def _in_memory_runner(model: ColorNet, runtime: str, shape: tuple[int, int], threads: int, precision: str) -> Runner:
     """Export and compile without touching the disk (when the cache cannot be written)."""
     with torch.no_grad():
         if runtime == "openvino":
-            return _openvino_runner(_convert_openvino(model, shape), threads)
+            return _openvino_runner(_convert_openvino(model, shape), threads, precision)
         buffer = io.BytesIO()
         _export_onnx(model, shape, buffer)
         return _onnx_runner(buffer.getvalue(), threads)
 
 
-def torch_runner(model: ColorNet, device: torch.device, half: bool) -> Runner:
+def torch_runner(model: ColorNet, device: torch.device, precision: str) -> Runner:
     """Run ``model`` (already on ``device``, eval mode) in PyTorch, channels_last on the CPU
     (oneDNN's native layout: about 1.4x the frames/s of NCHW for the default model), under
-    bf16/fp16 autocast on CUDA when ``half``."""
+    autocast when ``precision`` is ``bf16`` (on CUDA without bf16: fp16)."""
     memory_format = torch.channels_last if device.type == "cpu" else torch.contiguous_format
     model.to(memory_format=memory_format)
-    dtype = torch.bfloat16 if half and torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float16
+    half = precision == "bf16"
+    dtype = torch.bfloat16
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        dtype = torch.float16
 
     def run(net_input: torch.Tensor) -> torch.Tensor:
-        autocast = torch.autocast("cuda", dtype=dtype) if half else contextlib.nullcontext()
+        autocast = torch.autocast(device.type, dtype=dtype) if half else contextlib.nullcontext()
         with autocast:
             return model(net_input.contiguous(memory_format=memory_format)).float()
 
@@ -294,11 +332,12 @@ def make_runner(
     runtime: str,
     device: torch.device,
     shape: tuple[int, int],
-    half: bool,
+    precision: str = "f32",
     cache: ExportCache | None = None,
 ) -> Runner:
     """A function running ``model`` on ``(B, 1, h, w)`` input with ``runtime`` (resolved, not
-    ``auto``), ``shape`` = (h, w) (the PyTorch runner takes any shape).
+    ``auto``), ``shape`` = (h, w) (the PyTorch runner takes any shape), in ``precision``
+    (resolved: ``f32`` or ``bf16``; see :func:`resolve_precision`).
 
     When the export cannot be cached (a read-only home, a full disk), it is built in memory for
     this run only.
@@ -307,16 +346,17 @@ def make_runner(
         VidcolorError: the export or the runtime's compilation failed.
     """
     if runtime == "torch":
-        return torch_runner(model, device, half)
+        return torch_runner(model, device, precision)
     threads = torch.get_num_threads()
     model = model.float().eval()
-    build = _openvino_runner if runtime == "openvino" else _onnx_runner
     try:
         files = _exported(model, runtime, shape, cache)
-        return build(files["model"], threads)
+        if runtime == "openvino":
+            return _openvino_runner(files["model"], threads, precision)
+        return _onnx_runner(files["model"], threads)
     except Exception:  # noqa: BLE001 - the cache or the runtime failed: try once more in memory
         pass
     try:
-        return _in_memory_runner(model, runtime, shape, threads)
+        return _in_memory_runner(model, runtime, shape, threads, precision)
     except Exception as error:  # noqa: BLE001 - the runtimes raise their own exception types
         raise VidcolorError(f"--runtime {runtime}: could not prepare the network ({error})") from error
