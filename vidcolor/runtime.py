@@ -40,8 +40,9 @@ RUNTIMES = ("auto", "torch", "openvino", "onnxruntime")
 # (OpenVINO on a CPU with AVX512-BF16 or AMX: about 2x f32) moves the colours by more than the
 # 0.5 Lab units the runtimes keep to, so it is asked for by name.
 PRECISIONS = ("auto", "f32", "bf16")
-# What `auto` tries on the CPU, fastest first (bench_model.py: OpenVINO about 3.5x eager PyTorch
-# at batch 8 on 2 threads, ONNX Runtime about 2x).
+# What `auto` tries on the CPU, fastest first: OpenVINO gives the fastest films (bench_video.py;
+# the network alone at batch 8 on 2 threads, bench_model.py: OpenVINO 1.5-2.0x eager PyTorch,
+# ONNX Runtime 2.0-2.4x, but ONNX Runtime's NCHW output is slower to decode).
 CPU_PREFERENCE = ("openvino", "onnxruntime")
 INSTALL_HINT = {"openvino": "pip install openvino", "onnxruntime": "pip install 'vidcolor[onnx]'"}
 ONNX_OPSET = 17
