@@ -97,7 +97,7 @@ def model_options(function):
             default="auto",
             show_default=True,
             help="The network's arithmetic: auto is bf16 on a GPU and f32 on the CPU. bf16 on the CPU: about 2x "
-            "f32 in OpenVINO where the CPU has AVX512-BF16 or AMX, colours moved by 0.4-0.8 Lab units on average.",
+            "f32 in OpenVINO where the CPU has AVX512-BF16 or AMX, colours moved by 0.24-0.86 Lab units on average.",
         ),
     ]
     for option in reversed(options):

@@ -97,7 +97,7 @@ def resolve_precision(name: str, runtime: str, device: torch.device) -> str:
 
     ``auto``: bf16 on CUDA (autocast; fp16 where bf16 is missing), f32 on the CPU. ``bf16`` on a
     CPU: OpenVINO's bf16 inference (about 2x f32 where the CPU has AVX512-BF16 or AMX; the colours
-    move by 0.4-0.8 Lab units on average, ``benchmarks/RESULTS.md``; f32 where it has neither),
+    move by 0.24-0.86 Lab units on average, ``benchmarks/RESULTS.md``; f32 where it has neither),
     or PyTorch under bf16 autocast.
 
     Raises:
