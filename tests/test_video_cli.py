@@ -207,9 +207,9 @@ def test_first_interrupt_asks_the_stages_to_stop_and_a_second_raises():
         failure = film_pipeline.Failure()
         restore = film_pipeline.stop_on_interrupt(failure)
         # The handler is called as Python calls it on a signal. A real SIGINT raised in this process
-        # crashed pytest's faulthandler (its alternate signal stack) once numba's parallel kernels
-        # had run in the same process; test_interrupt_stops_cleanly_and_leaves_no_file sends a real one
-        # to a child process.
+        # segfaulted inside raise() once other tests (numba's parallel kernels) had run in it, and
+        # not with pytest's faulthandler off; test_interrupt_stops_cleanly_and_leaves_no_file sends
+        # a real one to a child process.
         try:
             signal.getsignal(signal.SIGINT)(signal.SIGINT, None)  # recorded, not raised wherever the main thread was
             assert failure.stop.is_set() and isinstance(failure.error, KeyboardInterrupt)
