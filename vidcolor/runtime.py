@@ -6,7 +6,7 @@ OpenVINO (the default dependency: ``openvino.convert_model`` converts the PyTorc
 directly, no ONNX needed) or ONNX Runtime (the ``onnx`` extra). On CUDA the network runs in
 PyTorch. Every runner takes the network's normalised input ``(B, 1, h, w)`` float32 and
 returns its float32 output on the colorizer's device; the batch size B may vary, the shape
-(h, w) is fixed per runner.
+(h, w) is fixed per runner. The arithmetic is f32, or bf16 where asked (:func:`resolve_precision`).
 
 Cache entries live under ``$VIDCOLOR_CACHE`` (default ``$XDG_CACHE_HOME/vidcolor`` or
 ``~/.cache/vidcolor``), in ``runtimes/``, named by a hash of everything the export depends on
