@@ -76,17 +76,15 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    runtimes = [variant_name(*v) for v in runtime_variants(args.runtimes)]
-    if "torch" not in runtimes:
-        runtimes.insert(0, "torch")  # the reference of the speed-ups
+    variants = runtime_variants(args.runtimes)
+    if ("torch", "f32") not in variants:
+        variants.insert(0, ("torch", "f32"))  # the reference of the speed-ups
     default = resolve_runtime("auto", torch.device("cpu"))
     models = args.models.split(",")
     colorizers = {
-        (m, r): build_colorizer(
-            m, args.size, "cpu", None, None, runtime=r.split(":")[0], precision=(r.split(":") + ["f32"])[1]
-        )
+        (m, variant_name(r, p)): build_colorizer(m, args.size, "cpu", None, None, runtime=r, precision=p)
         for m in models
-        for r in runtimes
+        for r, p in variants
     }
     print(f"{torch.get_num_threads()} CPU threads, {args.size} px; default runtime: {default}; {args.runs} runs")
     for model in models:

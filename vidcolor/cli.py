@@ -306,9 +306,8 @@ def colorize(
 )
 @click.option(
     "--widths",
-    default=",".join(map(str, VidNetConfig.widths)),
-    show_default=True,
-    help="vidnet channel widths at 1/2, 1/4, 1/8, 1/16.",
+    help="vidnet channel widths at 1/2, 1/4, 1/8, 1/16 "
+    f"(default: {','.join(map(str, VidNetConfig.widths))}, or the --init model's own).",
 )
 @click.option(
     "--decoder",
@@ -356,7 +355,7 @@ def train(
     encoder_lr: float | None,
     ema: float,
     hold_out: float,
-    widths: str,
+    widths: str | None,
     decoder: str | None,
     rebalance_lambda: float,
     degrade: bool,
@@ -386,12 +385,16 @@ def train(
         raise click.BadParameter("every side must be a positive multiple of 32", param_hint="--size")
     if not 0 <= ema < 1:
         raise click.BadParameter("must be in [0, 1)", param_hint="--ema")
-    try:
-        width_tuple = tuple(int(w) for w in widths.split(","))
-        if len(width_tuple) != 4:
-            raise ValueError
-    except ValueError:
-        raise click.BadParameter("four comma-separated integers", param_hint="--widths") from None
+    # the architecture's settings the command line gives (the rest: its defaults, or the --init model's)
+    net: dict = {"decoder": decoder} if decoder else {}
+    if widths:
+        try:
+            width_tuple = tuple(int(w) for w in widths.split(","))
+            if len(width_tuple) != 4:
+                raise ValueError
+        except ValueError:
+            raise click.BadParameter("four comma-separated integers", param_hint="--widths") from None
+        net["widths"] = list(width_tuple)
     config = TrainConfig(
         data=[str(d) for d in data],
         out=str(out),
@@ -419,9 +422,7 @@ def train(
         val_limit=val_limit,
         device=device,
         seed=seed,
-        net=VidNetConfig(widths=width_tuple).to_dict()
-        if arch == "vidnet"
-        else ({"decoder": decoder} if decoder else {}),
+        net=net,
         command="vidcolor " + shlex.join(click.get_current_context().meta.get("vidcolor.argv", sys.argv[1:])),
     )
     run_training(config, resume=resume)
