@@ -4,14 +4,14 @@
         [--runtimes torch,openvino,openvino:bf16]
 
 For each runtime (PyTorch eager, OpenVINO, ONNX Runtime: those installed, in f32; OpenVINO also
-in bf16 on a CPU that computes it natively) times the network
+in mixed precision and in bf16 on a CPU that computes bf16 natively) times the network
 alone at batch 1 and 8 and the whole colorizer (resize, network, default decoding) on
 640x360 lightness at batch 8, after a warm-up, best of five calls. The whole measurement is
 repeated ``--runs`` times, the runtimes interleaved so that drift on a shared machine hits
 them alike; each cell prints the median and the range over the runs, and the last column the
-median speed-up over the same model in PyTorch. ``--models`` measures several models (each in
-every runtime) in the same interleaved runs. Targets (issue 14): the default runtime >= 3x
-PyTorch at batch 8.
+median speed-up over the same model in PyTorch (f32). ``--models`` measures several models
+(each in every runtime) in the same interleaved runs. A star marks what ``--runtime auto
+--precision auto`` picks. Targets (issue 14): the default runtime >= 3x PyTorch at batch 8.
 """
 
 from __future__ import annotations
@@ -27,20 +27,21 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from vidcolor.colorizer import build_colorizer  # noqa: E402
-from vidcolor.runtime import RUNTIMES, cpu_has_bf16, installed, resolve_runtime  # noqa: E402
+from vidcolor.runtime import RUNTIMES, cpu_has_bf16, installed  # noqa: E402
 
 
 def runtime_variants(names: str | None = None) -> list[tuple[str, str]]:
     """``(runtime, precision)`` pairs to measure: ``names`` as ``runtime[:precision]``, comma-separated,
-    or every installed runtime in f32 and, on a CPU with native bf16, OpenVINO in bf16 too."""
+    or every installed runtime in f32 and, on a CPU with native bf16, OpenVINO in mixed precision
+    and in bf16 too."""
     if names:
         return [(n.split(":")[0], n.split(":")[1] if ":" in n else "f32") for n in names.split(",")]
     variants = [(r, "f32") for r in RUNTIMES if r != "auto" and installed(r)]
-    return variants + ([("openvino", "bf16")] if cpu_has_bf16() else [])
+    return variants + ([("openvino", "mixed"), ("openvino", "bf16")] if cpu_has_bf16() else [])
 
 
 def variant_name(runtime: str, precision: str) -> str:
-    """``openvino`` for f32, ``openvino:bf16`` for another precision."""
+    """``openvino`` for f32, ``openvino:bf16`` (or ``:mixed``) for another precision."""
     return runtime if precision == "f32" else f"{runtime}:{precision}"
 
 
@@ -79,18 +80,24 @@ def main() -> None:
     variants = runtime_variants(args.runtimes)
     if ("torch", "f32") not in variants:
         variants.insert(0, ("torch", "f32"))  # the reference of the speed-ups
-    default = resolve_runtime("auto", torch.device("cpu"))
     models = args.models.split(",")
     colorizers = {
         (m, variant_name(r, p)): build_colorizer(m, args.size, "cpu", None, None, runtime=r, precision=p)
         for m in models
         for r, p in variants
     }
-    print(f"{torch.get_num_threads()} CPU threads, {args.size} px; default runtime: {default}; {args.runs} runs")
+    defaults = {}  # per model: what --runtime auto --precision auto picks
+    for model in models:
+        chosen = build_colorizer(model, args.size, "cpu", None, None, runtime="auto", precision="auto")
+        defaults[model] = variant_name(chosen.runtime, chosen.precision)
+    print(f"{torch.get_num_threads()} CPU threads, {args.size} px; {args.runs} runs")
     for model in models:
         colorizer = colorizers[model, "torch"]
         parameters = sum(p.numel() for p in colorizer.model.parameters())
-        print(f"model {model}: {parameters / 1e6:.2f} M parameters, decoding {colorizer.decode.method}")
+        print(
+            f"model {model}: {parameters / 1e6:.2f} M parameters, decoding {colorizer.decode.method}; "
+            f"by default: {defaults[model]}"
+        )
     results: dict[tuple[str, str], dict[str, list[float]]] = {key: {} for key in colorizers}
     for _ in range(args.runs):
         for key, colorizer in colorizers.items():
@@ -104,9 +111,9 @@ def main() -> None:
         cells = [f"{statistics.median(v):8.1f} ({min(v):.1f}-{max(v):.1f})" for v in (rates[n] for n in names)]
         eager = results[model, "torch"]["network b8"]
         ratio = statistics.median([a / b for a, b in zip(rates["network b8"], eager, strict=True)])
-        name = f"{model} {runtime}{'*' if runtime == default else ''}"
+        name = f"{model} {runtime}{'*' if runtime == defaults[model] else ''}"
         print(f"{name:<{label}}" + "".join(f"{c:>28}" for c in cells) + f"{ratio:>13.2f}x")
-    print("* the runtime `--runtime auto` picks here")
+    print("* what `--runtime auto --precision auto` (the default) picks here")
 
 
 if __name__ == "__main__":

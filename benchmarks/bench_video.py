@@ -1,12 +1,13 @@
 """Throughput of the film pipeline beside its stages, per runtime, and its memory on long films.
 
     python benchmarks/bench_video.py [--clip FILM | --width 1920 --height 1080] [--frames 300]
-        [--runtimes torch,openvino,openvino:bf16] [--decode mrf] [--device auto] [--model default] [--memory]
+        [--runtimes torch,openvino,openvino:mixed,openvino:bf16] [--decode mrf] [--device auto]
+        [--model default] [--memory]
 
 Prints, for one clip (generated: a keyframe every second), frames/s of: decode alone (PyAV,
 threaded, luma extracted), encode alone (a bare PyAV transcode of the same clip with the same
-encoder settings), and, for each runtime (default: every one installed, in f32, and OpenVINO in bf16 on a CPU
-that has it), the network alone
+encoder settings), and, for each runtime (default: every one installed, in f32, and OpenVINO in
+mixed precision and bf16 on a CPU with native bf16), the network alone
 (batched luma -> chroma planes) and the whole pipeline in one pass (``--segment-seconds 0``)
 and in segments (``--segment-seconds``, 2 s by default, so that a short clip is cut several
 times), with the pipeline's ratio to its slowest stage (target >= 0.85) and to the bare
@@ -122,8 +123,8 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=360, help="height of the generated clip")
     parser.add_argument(
         "--runtimes",
-        help="comma-separated runtime[:precision], e.g. openvino,openvino:bf16 (default: every runtime installed in "
-        "f32, and openvino:bf16 on a CPU with native bf16)",
+        help="comma-separated runtime[:precision], e.g. openvino,openvino:mixed (default: every runtime installed "
+        "in f32, and openvino:mixed and openvino:bf16 on a CPU with native bf16)",
     )
     parser.add_argument("--decode", help="decoding (default: the model card's)")
     parser.add_argument("--model", default="default", help="model to colorize with (default: the shipped one)")

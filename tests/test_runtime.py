@@ -17,6 +17,7 @@ from vidcolor.inputs import find_images
 from vidcolor.models import VidNet, VidNetConfig, load_model
 from vidcolor.runtime import (
     ExportCache,
+    OutputArrays,
     cpu_has_bf16,
     export_key,
     installed,
@@ -45,11 +46,17 @@ def shared_lightness() -> list[torch.Tensor]:
     return [rgb_to_lab(torch.cat(resized))[:, :1], rgb_to_lab(clip)[:, :1]]
 
 
+# (runtime, precision) pairs that must give PyTorch f32's colours: every exported runtime in
+# f32, and mixed precision (the CPU default where bf16 is native) in OpenVINO and in PyTorch
+FAITHFUL = [(r, "f32") for r in EXPORTED] + [("torch", "mixed")] + ([("openvino", "mixed")] if cpu_has_bf16() else [])
+
+
 @pytest.mark.skipif(not (SHARED / "data" / "val").exists(), reason="needs ../shared/data")
-@pytest.mark.parametrize("runtime", EXPORTED)
-def test_every_runtime_gives_torchs_colours_on_shared_photos_and_clip(runtime):
+@pytest.mark.parametrize(("runtime", "precision"), FAITHFUL)
+def test_every_runtime_gives_torchs_colours_on_shared_photos_and_clip(runtime, precision):
     torch_colorizer = build_colorizer("default", 256, "cpu", None, None, runtime="torch", precision="f32")
-    colorizer = build_colorizer("default", 256, "cpu", None, None, runtime=runtime, precision="f32")
+    colorizer = build_colorizer("default", 256, "cpu", None, None, runtime=runtime, precision=precision)
+    assert colorizer.precision == precision
     for lightness in shared_lightness():
         reference = torch_colorizer.ab_lowres(lightness)
         other = colorizer.ab_lowres(lightness)
@@ -63,27 +70,79 @@ def test_every_runtime_gives_torchs_colours_on_shared_photos_and_clip(runtime):
 def test_openvino_in_bf16_computes_in_bf16_and_keeps_the_colours_close():
     reference_colorizer = build_colorizer("default", 256, "cpu", None, None, runtime="torch", precision="f32")
     colorizer = build_colorizer("default", 256, "cpu", None, None, runtime="openvino", precision="bf16")
+    mixed = build_colorizer("default", 256, "cpu", None, None, runtime="openvino", precision="mixed")
     default = build_colorizer("default", 256, "cpu", None, None, runtime="openvino")
-    assert default.precision == "f32" and colorizer.precision == "bf16"
-    assert default.fingerprint() != colorizer.fingerprint()  # a film is never resumed in another precision
+    assert default.precision == "mixed" and colorizer.precision == "bf16"
+    # a film is never resumed in another precision
+    assert len({default.fingerprint(), colorizer.fingerprint(), reference_colorizer.fingerprint()}) == 3
     for lightness in shared_lightness():
         reference = reference_colorizer.ab_lowres(lightness)
         difference = (colorizer.ab_lowres(lightness) - reference).abs()
         assert 0.05 < difference.mean() < 1.0  # Lab units: bf16 arithmetic, not f32's colours to the last bit
         assert difference.mean(dim=(1, 2, 3)).max() < 2.0  # on every image
+        mixed_difference = (mixed.ab_lowres(lightness) - reference).abs().mean()
+        assert 0.01 < mixed_difference < difference.mean()  # bf16 in the rest, closer than bf16 throughout
 
 
 def test_precision_choice():
     assert resolve_precision("auto", "torch", torch.device("cuda")) == "bf16"
-    assert resolve_precision("auto", "torch", CPU) == "f32"
-    assert resolve_precision("auto", "onnxruntime", CPU) == "f32"
+    assert resolve_precision("auto", "torch", CPU, halves=True) == "f32"
+    assert resolve_precision("auto", "onnxruntime", CPU, halves=True) == "f32"
     assert resolve_precision("bf16", "torch", CPU) == "bf16"
-    assert resolve_precision("auto", "openvino", CPU) == "f32"
+    # on the CPU, auto is mixed where OpenVINO computes bf16 natively and the network has halves
+    assert resolve_precision("auto", "openvino", CPU, halves=True) == ("mixed" if cpu_has_bf16() else "f32")
+    assert resolve_precision("auto", "openvino", CPU, halves=False) == "f32"
     assert resolve_precision("bf16", "openvino", CPU) == "bf16"
+    assert resolve_precision("mixed", "torch", CPU, halves=True) == "mixed"
     with pytest.raises(VidcolorError, match="ONNX Runtime computes f32"):
         resolve_precision("bf16", "onnxruntime", CPU)
+    with pytest.raises(VidcolorError, match="ONNX Runtime computes f32"):
+        resolve_precision("mixed", "onnxruntime", CPU, halves=True)
+    with pytest.raises(VidcolorError, match="cannot be cut in two"):
+        resolve_precision("mixed", "openvino", CPU, halves=False)
     with pytest.raises(VidcolorError, match="one of"):
         resolve_precision("fp8", "torch", CPU)
+
+
+def test_the_default_networks_halves_give_the_whole_networks_output():
+    model = load_model("default")
+    prefix, rest = model.halves()
+    x = torch.rand(2, 1, 64, 96) - 0.5
+    with torch.inference_mode():
+        features = prefix(x)
+        assert features.shape == (2, 24, 16, 24)  # the prefix ends at 1/4 resolution
+        assert torch.equal(rest(features), model(x))
+    assert VidNet(VidNetConfig(widths=(8, 8, 16, 16), num_bins=20)).halves() is None
+
+
+@pytest.mark.skipif("openvino" not in EXPORTED, reason="needs OpenVINO")
+def test_output_arrays_are_reused_only_once_no_one_holds_them():
+    arrays = OutputArrays(limit=2)
+    first, _ = arrays.take((2, 3))
+    held = first
+    second, _ = arrays.take((2, 3))
+    assert second is not held  # the first is still held
+    del first, second
+    third, _ = arrays.take((2, 3))
+    assert third is not held  # still held: the second, now free, is handed out again
+    del third
+    assert arrays.take((2, 3))[0] is not held
+    del held
+    shapes = {arrays.take((4, 5))[0].shape, arrays.take((2, 3))[0].shape}
+    assert shapes == {(4, 5), (2, 3)}  # a free array of another shape gives way to a new one
+    many = [arrays.take((2, 3))[0] for _ in range(4)]  # beyond the limit: new arrays, not kept
+    assert len({id(a) for a in many}) == 4
+
+
+@pytest.mark.skipif("openvino" not in EXPORTED, reason="needs OpenVINO")
+def test_a_runners_outputs_are_not_overwritten_while_held(tmp_path):
+    model = small_model(3)
+    run = make_runner(model, "openvino", CPU, (32, 32), "f32", cache=ExportCache(tmp_path))
+    inputs = [torch.rand(2, 1, 32, 32) - 0.5 for _ in range(6)]
+    outputs = [run(x) for x in inputs]  # more than the pool keeps
+    with torch.inference_mode():
+        for x, out in zip(inputs, outputs, strict=True):
+            torch.testing.assert_close(out, model(x), atol=2e-3, rtol=1e-3)
 
 
 @pytest.mark.parametrize("runtime", EXPORTED)

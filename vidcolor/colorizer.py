@@ -67,7 +67,7 @@ class Colorizer:
         size: the side of the square whose area the network's input has, in pixels (a multiple of
             the model's ``input_multiple``); see :func:`network_shape`.
         decode: the decoding of classification outputs.
-        precision: the network's arithmetic, ``auto``, ``f32`` or ``bf16``
+        precision: the network's arithmetic, ``auto``, ``f32``, ``mixed`` or ``bf16``
             (:func:`vidcolor.runtime.resolve_precision`).
         runtime: ``torch``, ``openvino``, ``onnxruntime`` or ``auto`` (see :mod:`vidcolor.runtime`);
             the network is exported (and cached, one export per input shape) for the runtimes
@@ -92,7 +92,8 @@ class Colorizer:
         self.decode = decode or DecodeSettings()
         self.decoder = Decoder(self.decode, model.bins, model.kind, self.device)
         self.runtime = resolve_runtime(runtime, self.device)
-        self.precision = resolve_precision(precision, self.runtime, self.device)
+        halves = model.halves() is not None
+        self.precision = resolve_precision(precision, self.runtime, self.device, halves)
         self.notices: list[str] = []  # for the user: e.g. a runtime that could not be used
         # One runner per input shape, built when first needed; the square one now, so that a
         # runtime that cannot run the network is found (and left for PyTorch) at once.
@@ -104,7 +105,7 @@ class Colorizer:
                 raise
             self.notices.append(f"{error}; running it in PyTorch instead")
             self.runtime = "torch"
-            self.precision = resolve_precision(precision, self.runtime, self.device)
+            self.precision = resolve_precision(precision, self.runtime, self.device, halves)
             self._runner((size, size))
 
     def _runner(self, shape: tuple[int, int]) -> Runner:

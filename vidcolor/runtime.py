@@ -6,7 +6,8 @@ OpenVINO (the default dependency: ``openvino.convert_model`` converts the PyTorc
 directly, no ONNX needed) or ONNX Runtime (the ``onnx`` extra). On CUDA the network runs in
 PyTorch. Every runner takes the network's normalised input ``(B, 1, h, w)`` float32 and
 returns its float32 output on the colorizer's device; the batch size B may vary, the shape
-(h, w) is fixed per runner. The arithmetic is f32, or bf16 where asked (:func:`resolve_precision`).
+(h, w) is fixed per runner. The arithmetic is f32, bf16, or mixed: the network's first layers in
+f32 and the rest in bf16, each half exported and compiled on its own (:func:`resolve_precision`).
 
 Cache entries live under ``$VIDCOLOR_CACHE`` (default ``$XDG_CACHE_HOME/vidcolor`` or
 ``~/.cache/vidcolor``), in ``runtimes/``, named by a hash of everything the export depends on
@@ -19,11 +20,13 @@ never used.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import io
 import json
 import os
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -36,10 +39,10 @@ from vidcolor.errors import VidcolorError
 from vidcolor.models.base import ColorNet
 
 RUNTIMES = ("auto", "torch", "openvino", "onnxruntime")
-# The network's arithmetic: ``auto`` is bf16 on CUDA (autocast) and f32 on the CPU, where bf16
-# (OpenVINO on a CPU with AVX512-BF16 or AMX: about 2x f32) moves the colours by more than the
-# 0.5 Lab units the runtimes keep to, so it is asked for by name.
-PRECISIONS = ("auto", "f32", "bf16")
+# The network's arithmetic. bf16 everywhere (OpenVINO on a CPU with AVX512-BF16 or AMX: about 2x
+# f32) moves the colours by more than the 0.5 Lab units the runtimes keep to, mostly through the
+# first layers' rounding; ``mixed`` keeps those in f32 (ColorNet.halves) at most of bf16's speed.
+PRECISIONS = ("auto", "f32", "mixed", "bf16")
 # What `auto` tries on the CPU, fastest first: OpenVINO gives the fastest films (bench_video.py;
 # the network alone at batch 8 on 2 threads, bench_model.py: OpenVINO 1.5-2.0x eager PyTorch,
 # ONNX Runtime 2.0-2.4x, but ONNX Runtime's NCHW output is slower to decode).
@@ -82,6 +85,7 @@ def resolve_runtime(name: str, device: torch.device) -> str:
     return name
 
 
+@functools.cache
 def cpu_has_bf16() -> bool:
     """Whether OpenVINO computes bf16 natively on this CPU (AVX512-BF16 or AMX), not emulated."""
     if not installed("openvino"):
@@ -91,24 +95,34 @@ def cpu_has_bf16() -> bool:
     return "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
-def resolve_precision(name: str, runtime: str, device: torch.device) -> str:
-    """The precision (``f32`` or ``bf16``) that ``--precision name`` means for ``runtime`` (resolved)
-    on ``device``.
+def resolve_precision(name: str, runtime: str, device: torch.device, halves: bool = False) -> str:
+    """The precision (``f32``, ``mixed`` or ``bf16``) that ``--precision name`` means for ``runtime``
+    (resolved) on ``device``, for a network that can (``halves``) or cannot be cut in two
+    (:meth:`vidcolor.models.base.ColorNet.halves`).
 
-    ``auto``: bf16 on CUDA (autocast; fp16 where bf16 is missing), f32 on the CPU. ``bf16`` on a
-    CPU: OpenVINO's bf16 inference (about 2x f32 where the CPU has AVX512-BF16 or AMX; the colours
-    move by 0.24-0.86 Lab units on average, ``benchmarks/RESULTS.md``; f32 where it has neither),
-    or PyTorch under bf16 autocast.
+    ``auto``: bf16 on CUDA (autocast; fp16 where bf16 is missing); on the CPU ``mixed`` where
+    OpenVINO runs the network on a CPU with native bf16 and the network can be cut, else f32.
+    ``mixed``: the network's first layers in f32, the rest in bf16 (colours within 0.1 Lab units of
+    f32 on average, ``benchmarks/RESULTS.md``). ``bf16`` on a CPU: OpenVINO's bf16 inference (the
+    colours move by 0.24-0.86 Lab units on average) or PyTorch under bf16 autocast. OpenVINO
+    computes f32 where the CPU has no native bf16.
 
     Raises:
-        VidcolorError: an unknown precision, or bf16 asked of ONNX Runtime (f32 only on the CPU).
+        VidcolorError: an unknown precision, bf16 or mixed asked of ONNX Runtime (f32 only on the
+        CPU), or mixed asked for a network that cannot be cut.
     """
     if name not in PRECISIONS:
         raise VidcolorError(f"--precision must be one of {', '.join(PRECISIONS)}, got {name!r}")
     if name == "auto":
-        return "bf16" if device.type == "cuda" else "f32"
-    if name == "bf16" and runtime == "onnxruntime":
-        raise VidcolorError("--precision bf16: ONNX Runtime computes f32 on the CPU; use --runtime openvino or torch")
+        if device.type == "cuda":
+            return "bf16"
+        return "mixed" if runtime == "openvino" and halves and cpu_has_bf16() else "f32"
+    if name != "f32" and runtime == "onnxruntime":
+        raise VidcolorError(
+            f"--precision {name}: ONNX Runtime computes f32 on the CPU; use --runtime openvino or torch"
+        )
+    if name == "mixed" and not halves:
+        raise VidcolorError("--precision mixed: this model cannot be cut in two; use f32 or bf16")
     return name
 
 
@@ -130,12 +144,14 @@ def _version(runtime: str) -> str:
     return onnxruntime.__version__
 
 
-def export_key(model: ColorNet, runtime: str, shape: tuple[int, int]) -> str:
+def export_key(model: ColorNet, runtime: str, shape: tuple[int, int], part: str = "") -> str:
     """A hash of everything an export depends on: the network's class and weights, the input
-    shape ``(h, w)``, the runtime's and torch's versions."""
+    shape ``(h, w)``, the runtime's and torch's versions, and which ``part`` of the network
+    (``""``: all of it; ``prefix`` or ``rest``: :meth:`ColorNet.halves`)."""
     height, width = shape
     digest = hashlib.sha256()
-    digest.update(f"{type(model).__module__}.{type(model).__qualname__}|{height}x{width}|{runtime}".encode())
+    name = f"{type(model).__module__}.{type(model).__qualname__}"
+    digest.update(f"{name}|{height}x{width}|{runtime}{'|' + part if part else ''}".encode())
     digest.update(f"|{_version(runtime)}|{torch.__version__}".encode())
     for name, tensor in sorted(model.state_dict().items()):
         value = tensor.detach().cpu().contiguous()
@@ -195,35 +211,31 @@ class ExportCache:
         return files
 
 
-def _example(shape: tuple[int, int]) -> torch.Tensor:
-    return torch.zeros(1, 1, *shape)
-
-
-def _convert_openvino(model: ColorNet, shape: tuple[int, int]) -> object:
-    """``model`` as an OpenVINO model with a dynamic batch of ``(1, h, w)`` inputs."""
+def _convert_openvino(module: torch.nn.Module, example: torch.Tensor) -> object:
+    """``module`` as an OpenVINO model with a dynamic batch of inputs shaped like ``example[0]``."""
     import openvino
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit.trace's deprecation notices
         return openvino.convert_model(
-            model, example_input=_example(shape), input=[openvino.PartialShape([-1, 1, *shape])]
+            module, example_input=example, input=[openvino.PartialShape([-1, *example.shape[1:]])]
         )
 
 
-def _write_openvino(model: ColorNet, shape: tuple[int, int], folder: Path) -> dict[str, Path]:
+def _write_openvino(module: torch.nn.Module, example: torch.Tensor, folder: Path) -> dict[str, Path]:
     import openvino
 
     xml = folder / "model.xml"
-    openvino.save_model(_convert_openvino(model, shape), str(xml), compress_to_fp16=False)
+    openvino.save_model(_convert_openvino(module, example), str(xml), compress_to_fp16=False)
     return {"model": xml, "weights": xml.with_suffix(".bin")}
 
 
-def _export_onnx(model: ColorNet, shape: tuple[int, int], destination: str | io.BytesIO) -> None:
+def _export_onnx(module: torch.nn.Module, example: torch.Tensor, destination: str | io.BytesIO) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         torch.onnx.export(
-            model,
-            (_example(shape),),
+            module,
+            (example,),
             destination,
             dynamo=False,
             opset_version=ONNX_OPSET,
@@ -233,51 +245,124 @@ def _export_onnx(model: ColorNet, shape: tuple[int, int], destination: str | io.
         )
 
 
-def _write_onnx(model: ColorNet, shape: tuple[int, int], folder: Path) -> dict[str, Path]:
+def _write_onnx(module: torch.nn.Module, example: torch.Tensor, folder: Path) -> dict[str, Path]:
     path = folder / "model.onnx"
-    _export_onnx(model, shape, str(path))
+    _export_onnx(module, example, str(path))
     return {"model": path}
 
 
-def _exported(model: ColorNet, runtime: str, shape: tuple[int, int], cache: ExportCache | None) -> dict[str, Path]:
-    """The cached export of ``model`` for ``runtime`` (built when missing or damaged)."""
+def _parts(model: ColorNet, precision: str, shape: tuple[int, int]) -> list[tuple[str, torch.nn.Module, torch.Tensor]]:
+    """What to export, in order: ``(part, module, example input)``; the whole network, or its
+    prefix and rest for mixed precision."""
+    example = torch.zeros(1, 1, *shape)
+    if precision != "mixed":
+        return [("", model, example)]
+    prefix, rest = model.halves()
+    with torch.no_grad():
+        return [("prefix", prefix, example), ("rest", rest, prefix(example))]
+
+
+def _exported(
+    model: ColorNet, runtime: str, shape: tuple[int, int], part: str, module: torch.nn.Module, example: torch.Tensor,
+    cache: ExportCache | None,
+) -> dict[str, Path]:  # fmt: skip
+    """The cached export of ``module`` (``part`` of ``model``) for ``runtime`` (built when missing
+    or damaged)."""
     write = {"openvino": _write_openvino, "onnxruntime": _write_onnx}[runtime]
     cache = cache or ExportCache()
-    key = export_key(model, runtime, shape)
+    key = export_key(model, runtime, shape, part)
     files = cache.lookup(key)
     if files is not None:
         return files
     with torch.no_grad():
-        return cache.store(key, lambda folder: write(model, shape, folder))
+        return cache.store(key, lambda folder: write(module, example, folder))
 
 
-def _openvino_runner(source: Path | object, threads: int, precision: str = "f32") -> Runner:
-    """Compile an OpenVINO model (an IR file, or a converted model in memory) for the CPU, its
-    arithmetic in ``precision`` (``f32`` or ``bf16``; bf16 falls back to f32 on a CPU without it).
+class OutputArrays:
+    """Arrays that OpenVINO writes a network's output into, handed on as tensors without a copy
+    (a copy of 8 frames' logits, 35 MB, took about a tenth of the network's time). An array is
+    written again only once nothing but this pool refers to it; at most ``limit`` are kept."""
 
-    The output is asked for in NHWC, closer to the blocked layout OpenVINO computes it in (its
-    final reorder of 8 frames' logits took 22 ms on one thread against 33 for NCHW, measured), and
-    handed on as an ``(B, Q, h, w)`` view with channels_last strides: the layout the decoding
-    reads fastest and the one PyTorch's CPU runner gives.
-    """
+    def __init__(self, limit: int = 4) -> None:
+        self.limit = limit
+        self._slots: list[tuple[np.ndarray, object]] = []  # an array and the OpenVINO tensor over it
+
+    def take(self, shape: tuple[int, ...]) -> tuple[np.ndarray, object]:
+        """A float32 array of ``shape`` that no one else holds, and an ``openvino.Tensor`` over it."""
+        import openvino
+
+        free = [i for i in range(len(self._slots)) if self._only_pooled(i)]
+        for i in free:
+            if self._slots[i][0].shape == shape:
+                return self._slots[i]
+        array = np.empty(shape, np.float32)
+        slot = (array, openvino.Tensor(array, shared_memory=True))
+        if free:
+            self._slots[free[0]] = slot
+        elif len(self._slots) < self.limit:
+            self._slots.append(slot)
+        return slot
+
+    def _only_pooled(self, index: int) -> bool:
+        # the references of a pooled array that no one else holds: its slot, the OpenVINO tensor
+        # over it, and getrefcount's argument
+        return sys.getrefcount(self._slots[index][0]) == 3
+
+
+def _compile_openvino(source: Path | object, threads: int, precision: str, nhwc: bool) -> object:
+    """An infer request of an OpenVINO model (an IR file, or a converted model in memory) compiled
+    for the CPU, its arithmetic in ``precision`` (``f32`` or ``bf16``), its output in NHWC if asked."""
     import openvino
     from openvino.preprocess import PrePostProcessor
 
     core = openvino.Core()
     model = core.read_model(str(source)) if isinstance(source, Path) else source
-    steps = PrePostProcessor(model)
-    steps.output().model().set_layout(openvino.Layout("NCHW"))
-    steps.output().tensor().set_layout(openvino.Layout("NHWC"))
+    if nhwc:
+        steps = PrePostProcessor(model)
+        steps.output().model().set_layout(openvino.Layout("NCHW"))
+        steps.output().tensor().set_layout(openvino.Layout("NHWC"))
+        model = steps.build()
     compiled = core.compile_model(
-        steps.build(),
+        model,
         "CPU",
         {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision},
     )
-    request = compiled.create_infer_request()
+    return compiled.create_infer_request()
+
+
+def _openvino_runner(sources: list[Path | object], threads: int, precision: str = "f32") -> Runner:
+    """Run OpenVINO models (IR files, or converted models in memory) on the CPU: the whole network
+    in ``precision`` (``f32`` or ``bf16``), or for ``mixed`` its prefix in f32 then the rest in
+    bf16, the prefix's output passed on in place.
+
+    The output is asked for in NHWC, closer to the blocked layout OpenVINO computes it in (its
+    final reorder of 8 frames' logits took 22 ms on one thread against 33 for NCHW, measured), and
+    handed on as an ``(B, Q, h, w)`` view with channels_last strides: the layout the decoding
+    reads fastest and the one PyTorch's CPU runner gives. OpenVINO writes it into an
+    :class:`OutputArrays` array, not copied.
+    """
+    import openvino
+
+    precisions = ["f32", "bf16"] if precision == "mixed" else [precision]
+    requests = [
+        _compile_openvino(source, threads, p, nhwc=i == len(sources) - 1)
+        for i, (source, p) in enumerate(zip(sources, precisions, strict=True))
+    ]
+    outputs = OutputArrays()
+    out_shape = [d.get_length() for d in requests[-1].get_compiled_model().output(0).get_partial_shape()[1:]]
 
     def run(net_input: torch.Tensor) -> torch.Tensor:
-        result = request.infer({0: np.ascontiguousarray(net_input.numpy(), dtype=np.float32)}, share_inputs=True)
-        return torch.from_numpy(np.array(result[compiled.output(0)], copy=True)).permute(0, 3, 1, 2)
+        tensor = openvino.Tensor(np.ascontiguousarray(net_input.numpy(), dtype=np.float32), shared_memory=True)
+        for request in requests[:-1]:
+            request.set_input_tensor(0, tensor)
+            request.infer()
+            tensor = request.get_output_tensor(0)
+        last = requests[-1]
+        last.set_input_tensor(0, tensor)
+        out, out_tensor = outputs.take((net_input.shape[0], *out_shape))
+        last.set_output_tensor(0, out_tensor)
+        last.infer()
+        return torch.from_numpy(out).permute(0, 3, 1, 2)
 
     return run
 
@@ -301,29 +386,32 @@ def _onnx_runner(source: Path | bytes, threads: int) -> Runner:
 
 def _in_memory_runner(model: ColorNet, runtime: str, shape: tuple[int, int], threads: int, precision: str) -> Runner:
     """Export and compile without touching the disk (when the cache cannot be written)."""
+    parts = _parts(model, precision, shape)
     with torch.no_grad():
         if runtime == "openvino":
-            return _openvino_runner(_convert_openvino(model, shape), threads, precision)
+            return _openvino_runner([_convert_openvino(m, x) for _, m, x in parts], threads, precision)
         buffer = io.BytesIO()
-        _export_onnx(model, shape, buffer)
+        _export_onnx(model, parts[0][2], buffer)
         return _onnx_runner(buffer.getvalue(), threads)
 
 
 def torch_runner(model: ColorNet, device: torch.device, precision: str) -> Runner:
     """Run ``model`` (already on ``device``, eval mode) in PyTorch, channels_last on the CPU
     (oneDNN's native layout: about 1.4x the frames/s of NCHW for the default model), under
-    autocast when ``precision`` is ``bf16`` (on CUDA without bf16: fp16)."""
+    autocast when ``precision`` is ``bf16`` (on CUDA without bf16: fp16); for ``mixed``, the
+    network's prefix outside autocast and the rest under it."""
     memory_format = torch.channels_last if device.type == "cpu" else torch.contiguous_format
     model.to(memory_format=memory_format)
-    half = precision == "bf16"
     dtype = torch.bfloat16
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         dtype = torch.float16
+    prefix, rest = model.halves() if precision == "mixed" else (torch.nn.Identity(), model)
 
     def run(net_input: torch.Tensor) -> torch.Tensor:
-        autocast = torch.autocast(device.type, dtype=dtype) if half else contextlib.nullcontext()
+        x = prefix(net_input.contiguous(memory_format=memory_format))
+        autocast = torch.autocast(device.type, dtype=dtype) if precision != "f32" else contextlib.nullcontext()
         with autocast:
-            return model(net_input.contiguous(memory_format=memory_format)).float()
+            return rest(x).float()
 
     return run
 
@@ -338,7 +426,7 @@ def make_runner(
 ) -> Runner:
     """A function running ``model`` on ``(B, 1, h, w)`` input with ``runtime`` (resolved, not
     ``auto``), ``shape`` = (h, w) (the PyTorch runner takes any shape), in ``precision``
-    (resolved: ``f32`` or ``bf16``; see :func:`resolve_precision`).
+    (resolved: ``f32``, ``mixed`` or ``bf16``; see :func:`resolve_precision`).
 
     When the export cannot be cached (a read-only home, a full disk), it is built in memory for
     this run only.
@@ -351,10 +439,10 @@ def make_runner(
     threads = torch.get_num_threads()
     model = model.float().eval()
     try:
-        files = _exported(model, runtime, shape, cache)
+        files = [_exported(model, runtime, shape, *part, cache) for part in _parts(model, precision, shape)]
         if runtime == "openvino":
-            return _openvino_runner(files["model"], threads, precision)
-        return _onnx_runner(files["model"], threads)
+            return _openvino_runner([f["model"] for f in files], threads, precision)
+        return _onnx_runner(files[0]["model"], threads)
     except Exception:  # noqa: BLE001 - the cache or the runtime failed: try once more in memory
         pass
     try:

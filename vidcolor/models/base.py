@@ -49,6 +49,26 @@ class ColorNet(nn.Module):
         super().__init__()
         self.register_buffer("bins", torch.zeros(0, 2), persistent=False)
 
+    def halves(self) -> tuple[nn.Module, nn.Module] | None:
+        """The network cut in two, ``(prefix, rest)`` with ``rest(prefix(x)) == self(x)``, for
+        mixed precision: the prefix holds the first layers, whose rounding moves the colours most,
+        and is run in f32 while the rest runs in bf16 (:mod:`vidcolor.runtime`). None: no cut
+        (the whole network runs in one precision)."""
+        return None
+
     def set_bins(self, bins: torch.Tensor) -> None:
         """Store the ``(Q, 2)`` ab bin centres this network's logits refer to."""
         self.bins = bins.detach().float().to(self.bins.device)
+
+
+class NetPart(nn.Module):
+    """One part of a network, as a module of its own (to export it alone): ``forward`` calls the
+    network's method ``method`` (e.g. ``forward_prefix``)."""
+
+    def __init__(self, net: ColorNet, method: str) -> None:
+        super().__init__()
+        self.net = net
+        self.method = method
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return getattr(self.net, self.method)(x)

@@ -28,7 +28,7 @@ from torch.nn import functional
 
 from vidcolor.color import AB_NORM, L_CENTER, L_NORM, lightness_to_luma
 from vidcolor.errors import VidcolorError
-from vidcolor.models.base import ColorNet, NetConfig
+from vidcolor.models.base import ColorNet, NetConfig, NetPart
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -38,6 +38,7 @@ LITE0_STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 
 STEM_CHANNELS = 32
 BN_EPS = 1e-3  # the TensorFlow batch-norm epsilon the ImageNet weights were trained with
 BN_MOMENTUM = 0.01
+PREFIX_BLOCKS = 2  # the blocks that run at 1/2 resolution (with the stem): the f32 prefix of mixed precision
 
 
 @dataclass(frozen=True)
@@ -151,11 +152,22 @@ class Lite0UNet(ColorNet):
         return [p for p in self.parameters() if id(p) not in encoder]
 
     def forward(self, lightness: torch.Tensor) -> torch.Tensor:
+        return self.forward_rest(self.forward_prefix(lightness))
+
+    def forward_prefix(self, lightness: torch.Tensor) -> torch.Tensor:
+        """The layers at 1/2 resolution: lightness ``(B, 1, H, W)`` (normalised) -> the first
+        blocks' features ``(B, 24, H/4, W/4)`` (the input of block ``PREFIX_BLOCKS``)."""
         grey = lightness_to_luma(lightness * L_NORM + L_CENTER)
         x = (grey - self.rgb_mean) / self.rgb_std  # (B, 3, H, W) by broadcasting
         x = functional.relu6(self._bn0(self._conv_stem(x)))
+        for block in self._blocks[:PREFIX_BLOCKS]:
+            x = block(x)
+        return x
+
+    def forward_rest(self, x: torch.Tensor) -> torch.Tensor:
+        """The rest of the network: :meth:`forward_prefix`'s features -> logits or ab (see the class)."""
         features = []
-        for index, block in enumerate(self._blocks):
+        for index, block in enumerate(self._blocks[PREFIX_BLOCKS:], start=PREFIX_BLOCKS):
             x = block(x)
             if index in self.taps:
                 features.append(x)
@@ -171,6 +183,13 @@ class Lite0UNet(ColorNet):
         if self.kind == "regression":
             return out * AB_NORM
         return out
+
+    def halves(self) -> tuple[nn.Module, nn.Module]:
+        """``(prefix, rest)``: the input's conversion, the stem and the first two blocks (the layers
+        at 1/2 resolution, 5 % of the multiply-adds), then the rest. In bf16 the prefix moves the
+        colours most: the whole network in bf16 moved them by 0.37 Lab units on the val photos,
+        the rest alone by 0.07 (``benchmarks/RESULTS.md``, session 11)."""
+        return NetPart(self, "forward_prefix"), NetPart(self, "forward_rest")
 
 
 def imagenet_weights_file() -> Path:
