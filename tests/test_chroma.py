@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import cv2
+import numpy as np
 import pytest
 import torch
 from torch.nn import functional
 
-from vidcolor.chroma import luma_to_lightness_8bit, rgb_to_chroma
+from vidcolor.chroma import luma_to_lightness_8bit, rgb_to_chroma, shrink_luma
 from vidcolor.chroma_cpu import chroma_from_ab
 from vidcolor.color import compose_lab, lab_to_rgb
 from vidcolor.colorizer import upsample_ab
@@ -30,3 +32,17 @@ def test_fused_kernel_matches_the_torch_path_to_one_code(height, width, full_ran
     assert u.shape == expected_u.shape == (3, (height + 1) // 2, (width + 1) // 2) and u.dtype == torch.uint8
     assert (u.int() - expected_u.int()).abs().max() <= 1 and (v.int() - expected_v.int()).abs().max() <= 1
     assert (u != expected_u).float().mean() < 0.01 and (v != expected_v).float().mean() < 0.01
+
+
+@pytest.mark.parametrize(
+    ("rows", "columns", "height", "width"),
+    [(1080, 1920, 192, 352), (1088, 1920, 192, 352), (721, 1279, 192, 352), (256, 256, 256, 256)],
+)
+def test_shrinking_luma_in_two_steps_is_the_area_average(rows, columns, height, width):
+    y, x = np.mgrid[0:rows, 0:columns]
+    plane = (127 + 60 * np.sin(x / 37.0) + 60 * np.cos(y / 23.0)).astype(np.uint8)  # a smooth picture
+    small = shrink_luma(plane, height, width)
+    direct = cv2.resize(plane, (width, height), interpolation=cv2.INTER_AREA)
+    assert small.shape == (height, width) and small.dtype == np.uint8
+    difference = np.abs(small.astype(np.int16) - direct)
+    assert difference.max() <= 2 and difference.mean() < 0.5  # codes: the rounding of the first step

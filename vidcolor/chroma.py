@@ -31,6 +31,24 @@ def luma_to_lightness_8bit(luma: torch.Tensor, full_range: bool) -> torch.Tensor
     return torch.from_numpy(table).to(luma.device)[luma.long()][:, None]
 
 
+def shrink_luma(plane: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Area average of a uint8 plane ``(H, W)`` down to ``(height, width)`` uint8.
+
+    Where an integer factor f > 1 divides both sides and leaves the plane at least as large as
+    asked, the plane is first averaged over f x f blocks, OpenCV's fast path: 1920x1080 to
+    352x192 took 0.76 ms so against 1.86 in one step of a non-integer ratio.
+    """
+    rows, columns = plane.shape
+    factor = min(rows // height, columns // width)
+    while factor > 1 and (rows % factor or columns % factor):
+        factor -= 1
+    if factor > 1:
+        plane = cv2.resize(plane, (columns // factor, rows // factor), interpolation=cv2.INTER_AREA)
+    if plane.shape != (height, width):
+        plane = cv2.resize(plane, (width, height), interpolation=cv2.INTER_AREA)
+    return plane
+
+
 def rgb_to_chroma(rgb: torch.Tensor, full_range: bool, matrix: str) -> tuple[torch.Tensor, torch.Tensor]:
     """R'G'B' ``(B, 3, h, w)`` in [0, 1] -> uint8 (Cb, Cr) planes, each ``(B, h, w)``."""
     kr, kb = MATRICES[matrix]
@@ -67,7 +85,7 @@ def chroma_planes(
         # No full-resolution float plane: the network's input is the 8-bit luma shrunk to its
         # size (area average) and then looked up; the chroma is one fused pass in numba.
         height, width = colorizer.network_shape(*luma.shape[-2:])
-        small = np.stack([cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA) for frame in luma.numpy()])
+        small = np.stack([shrink_luma(frame, height, width) for frame in luma.numpy()])
         ab = colorizer.ab_lowres(luma_to_lightness_8bit(torch.from_numpy(small), full_range), state)
         return chroma_from_ab(luma, ab, full_range, matrix)
     height, width = luma.shape[-2:]
