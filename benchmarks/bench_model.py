@@ -9,9 +9,10 @@ alone at batch 1 and 8 and the whole colorizer (resize, network, default decodin
 640x360 lightness at batch 8, after a warm-up, best of five calls. The whole measurement is
 repeated ``--runs`` times, the runtimes interleaved so that drift on a shared machine hits
 them alike; each cell prints the median and the range over the runs, and the last column the
-median speed-up over the same model in PyTorch (f32). ``--models`` measures several models
-(each in every runtime) in the same interleaved runs. A star marks what ``--runtime auto
---precision auto`` picks. Targets (issue 14): the default runtime >= 3x PyTorch at batch 8.
+speed-up over the same model in PyTorch (f32) at batch 8, taken within each run: median and
+range. ``--models`` measures several models (each in every runtime) in the same interleaved
+runs. A star marks what ``--runtime auto --precision auto`` picks. Targets (issue 14): the
+default runtime >= 3x PyTorch at batch 8.
 """
 
 from __future__ import annotations
@@ -106,13 +107,14 @@ def main() -> None:
     names = list(results[models[0], "torch"])
     label = max(len(f"{m} {r}*") for m, r in colorizers) + 2
     header = "".join(f"{n + ' fps (range)':>28}" for n in names)
-    print(f"{'model, runtime':<{label}}{header}{'x torch (b8)':>14}")
+    print(f"{'model, runtime':<{label}}{header}{'x torch, b8 (range)':>24}")
     for (model, runtime), rates in results.items():
         cells = [f"{statistics.median(v):8.1f} ({min(v):.1f}-{max(v):.1f})" for v in (rates[n] for n in names)]
         eager = results[model, "torch"]["network b8"]
-        ratio = statistics.median([a / b for a, b in zip(rates["network b8"], eager, strict=True)])
+        ratios = [a / b for a, b in zip(rates["network b8"], eager, strict=True)]  # within each run
+        ratio = f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
         name = f"{model} {runtime}{'*' if runtime == defaults[model] else ''}"
-        print(f"{name:<{label}}" + "".join(f"{c:>28}" for c in cells) + f"{ratio:>13.2f}x")
+        print(f"{name:<{label}}" + "".join(f"{c:>28}" for c in cells) + f"{ratio:>24}")
     print("* what `--runtime auto --precision auto` (the default) picks here")
 
 
