@@ -44,8 +44,9 @@ RUNTIMES = ("auto", "torch", "openvino", "onnxruntime")
 # first layers' rounding; ``mixed`` keeps those in f32 (ColorNet.halves) at most of bf16's speed.
 PRECISIONS = ("auto", "f32", "mixed", "bf16")
 # What `auto` tries on the CPU, fastest first: OpenVINO gives the fastest films (bench_video.py;
-# the network alone at batch 8 on 2 threads, bench_model.py: OpenVINO 1.5-2.0x eager PyTorch,
-# ONNX Runtime 2.0-2.4x, but ONNX Runtime's NCHW output is slower to decode).
+# the network alone at batch 8 on 2 threads, bench_model.py: OpenVINO in f32 1.5-2.0x eager
+# PyTorch, in mixed precision 3.3x where bf16 is native; ONNX Runtime 2.0-2.4x, f32 only, and
+# its NCHW output is slower to decode).
 CPU_PREFERENCE = ("openvino", "onnxruntime")
 INSTALL_HINT = {"openvino": "pip install openvino", "onnxruntime": "pip install 'vidcolor[onnx]'"}
 ONNX_OPSET = 17
@@ -335,17 +336,20 @@ def _openvino_runner(sources: list[Path | object], threads: int, precision: str 
     in ``precision`` (``f32`` or ``bf16``), or for ``mixed`` its prefix in f32 then the rest in
     bf16, the prefix's output passed on in place.
 
-    The output is asked for in NHWC, closer to the blocked layout OpenVINO computes it in (its
-    final reorder of 8 frames' logits took 22 ms on one thread against 33 for NCHW, measured), and
-    handed on as an ``(B, Q, h, w)`` view with channels_last strides: the layout the decoding
-    reads fastest and the one PyTorch's CPU runner gives. OpenVINO writes it into an
-    :class:`OutputArrays` array, not copied.
+    The output ``(B, Q, h, w)`` is written into an :class:`OutputArrays` array, not copied. In f32
+    it is asked for in NHWC, closer to the blocked layout OpenVINO computes it in (its final
+    reorder of 8 frames' logits took 22 ms on one thread against 33 for NCHW), and handed on as a
+    view with channels_last strides, the layout the decoding reads fastest: network and decoding
+    together ran at 1.03x NCHW's rate. From bf16 (mixed, bf16) NCHW is faster: the network
+    alone 1.11-1.15x, network and decoding together 1.00-1.02x (``benchmarks/RESULTS.md``,
+    session 11).
     """
     import openvino
 
+    nhwc = precision == "f32"
     precisions = ["f32", "bf16"] if precision == "mixed" else [precision]
     requests = [
-        _compile_openvino(source, threads, p, nhwc=i == len(sources) - 1)
+        _compile_openvino(source, threads, p, nhwc=nhwc and i == len(sources) - 1)
         for i, (source, p) in enumerate(zip(sources, precisions, strict=True))
     ]
     outputs = OutputArrays()
@@ -362,7 +366,7 @@ def _openvino_runner(sources: list[Path | object], threads: int, precision: str 
         out, out_tensor = outputs.take((net_input.shape[0], *out_shape))
         last.set_output_tensor(0, out_tensor)
         last.infer()
-        return torch.from_numpy(out).permute(0, 3, 1, 2)
+        return torch.from_numpy(out).permute(0, 3, 1, 2) if nhwc else torch.from_numpy(out)
 
     return run
 
