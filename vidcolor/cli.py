@@ -97,8 +97,8 @@ def model_options(function):
             default="auto",
             show_default=True,
             help="The network's arithmetic: auto is bf16 on a GPU; on the CPU mixed where OpenVINO runs on a CPU "
-            "with AVX512-BF16 or AMX (the first layers in f32, the rest in bf16: about 1.8x f32, colours within 0.1 "
-            "Lab units of it), else f32. bf16 throughout: about 2.2x f32, colours moved by 0.24-0.86 Lab units.",
+            "with AVX512-BF16 or AMX (the first layers in f32, the rest in bf16: about 2x f32, colours 0.06-0.11 "
+            "Lab units from it), else f32. bf16 throughout: about 2.5x f32, colours moved by 0.23-0.86 Lab units.",
         ),
     ]
     for option in reversed(options):

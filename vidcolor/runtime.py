@@ -39,13 +39,13 @@ from vidcolor.errors import VidcolorError
 from vidcolor.models.base import ColorNet
 
 RUNTIMES = ("auto", "torch", "openvino", "onnxruntime")
-# The network's arithmetic. bf16 everywhere (OpenVINO on a CPU with AVX512-BF16 or AMX: about 2x
+# The network's arithmetic. bf16 everywhere (OpenVINO on a CPU with AVX512-BF16 or AMX: about 2.5x
 # f32) moves the colours by more than the 0.5 Lab units the runtimes keep to, mostly through the
 # first layers' rounding; ``mixed`` keeps those in f32 (ColorNet.halves) at most of bf16's speed.
 PRECISIONS = ("auto", "f32", "mixed", "bf16")
 # What `auto` tries on the CPU, fastest first: OpenVINO gives the fastest films (bench_video.py;
 # the network alone at batch 8 on 2 threads, bench_model.py: OpenVINO in f32 1.5-2.0x eager
-# PyTorch, in mixed precision 3.3x where bf16 is native; ONNX Runtime 2.0-2.4x, f32 only, and
+# PyTorch, in mixed precision 3.6x where bf16 is native; ONNX Runtime 2.0-2.4x, f32 only, and
 # its NCHW output is slower to decode).
 CPU_PREFERENCE = ("openvino", "onnxruntime")
 INSTALL_HINT = {"openvino": "pip install openvino", "onnxruntime": "pip install 'vidcolor[onnx]'"}
@@ -103,9 +103,9 @@ def resolve_precision(name: str, runtime: str, device: torch.device, halves: boo
 
     ``auto``: bf16 on CUDA (autocast; fp16 where bf16 is missing); on the CPU ``mixed`` where
     OpenVINO runs the network on a CPU with native bf16 and the network can be cut, else f32.
-    ``mixed``: the network's first layers in f32, the rest in bf16 (colours within 0.1 Lab units of
+    ``mixed``: the network's first layers in f32, the rest in bf16 (colours 0.06-0.11 Lab units from
     f32 on average, ``benchmarks/RESULTS.md``). ``bf16`` on a CPU: OpenVINO's bf16 inference (the
-    colours move by 0.24-0.86 Lab units on average) or PyTorch under bf16 autocast. OpenVINO
+    colours move by 0.23-0.86 Lab units on average) or PyTorch under bf16 autocast. OpenVINO
     computes f32 where the CPU has no native bf16.
 
     Raises:
