@@ -207,6 +207,29 @@ def test_exports_are_cached_by_weights_and_a_damaged_entry_is_rebuilt(tmp_path, 
     assert cache.lookup(key) is None
 
 
+@pytest.mark.skipif("openvino" not in EXPORTED, reason="needs OpenVINO")
+def test_mixed_precision_exports_both_halves_and_runs_without_a_cache(tmp_path, monkeypatch):
+    model = load_model("default").eval()
+    x = torch.rand(3, 1, 64, 96) - 0.5
+    with torch.inference_mode():
+        expected = model(x)
+    cache = ExportCache(tmp_path)
+    run = make_runner(model, "openvino", CPU, (64, 96), "mixed", cache)
+    assert len(list((tmp_path / "runtimes").glob("*.json"))) == 2  # the prefix and the rest, cached apart
+    keys = {export_key(model, "openvino", (64, 96), part) for part in ("", "prefix", "rest")}
+    assert len(keys) == 3
+    out = run(x)
+    assert out.shape == expected.shape
+    assert (out - expected).abs().mean() < 0.01 * expected.abs().mean()  # bf16 in the rest, where native
+
+    def unwritable(self, key, write):
+        raise OSError("read-only cache")
+
+    monkeypatch.setattr(ExportCache, "store", unwritable)
+    in_memory = make_runner(model, "openvino", CPU, (64, 96), "mixed", ExportCache(tmp_path / "other"))
+    assert (in_memory(x) - expected).abs().mean() < 0.01 * expected.abs().mean()  # built in memory instead
+
+
 def test_runtime_choice(monkeypatch):
     assert resolve_runtime("torch", CPU) == "torch"
     assert resolve_runtime("auto", torch.device("cuda")) == "torch"
