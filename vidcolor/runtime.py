@@ -287,27 +287,35 @@ class OutputArrays:
     def __init__(self, limit: int = 4) -> None:
         self.limit = limit
         self._slots: list[tuple[np.ndarray, object]] = []  # an array and the OpenVINO tensor over it
+        # The reference count of a pooled array that no one else holds (its slot, the OpenVINO
+        # tensor over it, the call's argument where the interpreter counts it), measured on a probe
+        # through the same code path rather than assumed.
+        self._slots.append(self._slot((1,)))
+        self._free_count = self._references(0)
+        self._slots.clear()
 
     def take(self, shape: tuple[int, ...]) -> tuple[np.ndarray, object]:
         """A float32 array of ``shape`` that no one else holds, and an ``openvino.Tensor`` over it."""
-        import openvino
-
-        free = [i for i in range(len(self._slots)) if self._only_pooled(i)]
+        free = [i for i in range(len(self._slots)) if self._references(i) == self._free_count]
         for i in free:
             if self._slots[i][0].shape == shape:
                 return self._slots[i]
-        array = np.empty(shape, np.float32)
-        slot = (array, openvino.Tensor(array, shared_memory=True))
+        slot = self._slot(shape)
         if free:
             self._slots[free[0]] = slot
         elif len(self._slots) < self.limit:
             self._slots.append(slot)
         return slot
 
-    def _only_pooled(self, index: int) -> bool:
-        # the references of a pooled array that no one else holds: its slot, the OpenVINO tensor
-        # over it, and getrefcount's argument
-        return sys.getrefcount(self._slots[index][0]) == 3
+    def _references(self, index: int) -> int:
+        return sys.getrefcount(self._slots[index][0])
+
+    @staticmethod
+    def _slot(shape: tuple[int, ...]) -> tuple[np.ndarray, object]:
+        import openvino
+
+        array = np.empty(shape, np.float32)
+        return array, openvino.Tensor(array, shared_memory=True)
 
 
 def _compile_openvino(source: Path | object, threads: int, precision: str, nhwc: bool) -> object:
