@@ -11,6 +11,7 @@ from skimage import color as skcolor
 
 from tests.conftest import run_cli, smooth_colour_image
 from vidcolor.image import read_image
+from vidcolor.models import VidNetConfig, build_model, save_model
 
 
 def lightness(rgb: np.ndarray) -> np.ndarray:
@@ -166,6 +167,25 @@ def test_missing_output_folder_and_bad_model_are_clear(tmp_path):
     (tmp_path / "w.pth").write_bytes(b"garbage")
     result = run_cli(str(photo), "--model", str(tmp_path / "w.pth"))
     assert result.returncode == 1 and "w.pth: not a loadable weight file" in result.stderr
+
+
+def test_mixed_precision_from_the_command_line(tmp_path):
+    photo = tmp_path / "p.png"
+    Image.fromarray(smooth_colour_image(48, 64)).save(photo)
+    mixed, exact = tmp_path / "mixed.png", tmp_path / "f32.png"
+    for target, precision in ((mixed, "mixed"), (exact, "f32")):
+        result = run_cli(str(photo), "-o", str(target), "--precision", precision, "--device", "cpu")
+        assert result.returncode == 0, result.stderr
+    difference = np.abs(np.asarray(Image.open(mixed), np.int16) - np.asarray(Image.open(exact), np.int16))
+    assert difference.mean() < 1.0  # RGB codes: the same colours to within rounding
+    bins = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    small = build_model("vidnet", VidNetConfig(widths=(8, 8, 16, 16), num_bins=3).to_dict(), bins).eval()
+    weights = tmp_path / "small.safetensors"
+    save_model(small, weights, half=False)
+    target = tmp_path / "small.png"
+    result = run_cli(str(photo), "-o", str(target), "--model", str(weights), "--precision", "mixed")
+    assert result.returncode == 1 and "cannot be cut in two" in result.stderr
+    assert not target.exists()
 
 
 def test_decodings_and_size_options(tmp_path):
