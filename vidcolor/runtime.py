@@ -349,7 +349,7 @@ def _openvino_runner(sources: list[Path | object], threads: int, precision: str 
     reorder of 8 frames' logits took 22 ms on one thread against 33 for NCHW), and handed on as a
     view with channels_last strides, the layout the decoding reads fastest: network and decoding
     together ran at 1.01-1.04x NCHW's rate. From bf16 (mixed, bf16) NCHW is faster: the network
-    alone 1.11-1.15x, network and decoding together 1.00-1.02x (``benchmarks/RESULTS.md``,
+    alone 1.11-1.21x, network and decoding together 1.01-1.03x (``benchmarks/RESULTS.md``,
     session 11).
     """
     import openvino
