@@ -1,7 +1,7 @@
 """Training images/s on this machine for thread settings, crop sides and memory layouts.
 
     python benchmarks/bench_train.py [--sizes 128,160,192] [--threads 1,2] [--batch-size 16] [--steps 6]
-                                     [--runs 2] [--side-by-side]
+                                     [--runs 2] [--precisions f32,bf16] [--side-by-side]
 
 Times ``vidcolor.train.step.training_step`` (crops, Lab, forward, rebalanced loss, backward,
 AdamW, weight average: what ``vidcolor train`` runs each step) on the lite0-unet with its
@@ -33,7 +33,7 @@ from vidcolor.train.loop import build_optimizer, weight_average  # noqa: E402
 from vidcolor.train.step import StepParts, training_step  # noqa: E402
 
 
-def images_per_second(size: int, batch: int, steps: int, channels_last: bool) -> float:
+def images_per_second(size: int, batch: int, steps: int, channels_last: bool, precision: str = "f32") -> float:
     """Training images/s at crop ``size`` with the current torch thread count."""
     bins = gamut_bins()
     model = build_model("lite0-unet", {"num_bins": len(bins)}, bins)
@@ -49,6 +49,7 @@ def images_per_second(size: int, batch: int, steps: int, channels_last: bool) ->
         bins,
         torch.ones(len(bins)),
         channels_last=channels_last,
+        precision=precision,
     )
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (64, 3, config.cache_size, config.cache_size), dtype=torch.uint8)
@@ -85,6 +86,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--precisions", default="f32,bf16", help="f32 and/or bf16 (CPU autocast in the forward pass)")
     parser.add_argument("--side-by-side", action="store_true")
     parser.add_argument("--contiguous", action="store_true", help="also time the NCHW layout (2 threads)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -94,15 +96,19 @@ def main() -> None:
         torch.set_num_threads(1)
         print(json.dumps({"rate": images_per_second(sizes[0], args.batch_size, args.steps, True)}))
         return
-    settings = [(f"{t} thread{'s' if t > 1 else ''}", t, True) for t in map(int, args.threads.split(","))]
+    settings = [
+        (f"{t} thread{'s' if t > 1 else ''}{', bf16' if p == 'bf16' else ''}", t, True, p)
+        for p in args.precisions.split(",")
+        for t in map(int, args.threads.split(","))
+    ]
     if args.contiguous:
-        settings.append(("2 threads, NCHW", 2, False))
+        settings.append(("2 threads, NCHW", 2, False, "f32"))
     rows: dict[str, dict[int, list[float]]] = {}
     for _ in range(args.runs):
         for size in sizes:
-            for name, threads, channels_last in settings:
+            for name, threads, channels_last, precision in settings:
                 torch.set_num_threads(threads)
-                rate = images_per_second(size, args.batch_size, args.steps, channels_last)
+                rate = images_per_second(size, args.batch_size, args.steps, channels_last, precision)
                 rows.setdefault(name, {}).setdefault(size, []).append(rate)
             if args.side_by_side:
                 rows.setdefault("2 runs x 1 thread (sum)", {}).setdefault(size, []).append(side_by_side(args, size))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -69,6 +70,18 @@ def decodings(temperatures: list[float], mrf: bool) -> dict[str, DecodeSettings]
     return out
 
 
+def temporal_variants(temperature: float, blends: list[float], mrf_weights: list[float]) -> dict[str, DecodeSettings]:
+    """The flow-linked temporal link of the annealed mean and of the MRF at several weights, each
+    beside the same decoding frame by frame (``no-temporal``)."""
+    annealed = DecodeSettings("annealed", temperature=temperature)
+    out = {f"annealed T={temperature:g} no-temporal": replace(annealed, temporal=False)}
+    out.update({f"annealed T={temperature:g} blend={b:g}": replace(annealed, blend=b) for b in blends})
+    out["mrf no-temporal"] = DecodeSettings("mrf", temporal=False)
+    for weight in mrf_weights:
+        out[f"mrf t={weight:g}"] = DecodeSettings("mrf", mrf=MRFSettings(temporal_weight=weight))
+    return out
+
+
 def score(model, settings: dict[str, DecodeSettings], items: list[tuple[torch.Tensor, bool]], runtime: str) -> dict:
     """Mean scores per decoding (and grey) over ``(T, 3, H, W)`` frames, each a clip or a photo."""
     rows: dict[str, list[dict]] = {name: [] for name in ["grey", *settings]}
@@ -78,7 +91,14 @@ def score(model, settings: dict[str, DecodeSettings], items: list[tuple[torch.Te
         scores = score_frames(colorize_variants(colorizer, settings, lightness, film=clip), frames, clip)
         for name, row in scores.items():
             rows[name].append(row)
-    return {name: mean_scores(r) for name, r in rows.items()}
+    table = {name: mean_scores(r) for name, r in rows.items()}
+    for name, r in rows.items():
+        if r and "cdc_ratio" in r[0]:
+            table[name]["worst_cdc_ratio"] = max(row["cdc_ratio"] for row in r)
+            table[name]["per_clip_psnr_vs_grey"] = [
+                row["psnr"] - grey["psnr"] for row, grey in zip(r, rows["grey"], strict=True)
+            ]
+    return table
 
 
 def show(title: str, table: dict) -> None:
@@ -88,7 +108,11 @@ def show(title: str, table: dict) -> None:
         print(
             f"  {name:<24} PSNR {row['psnr']:6.2f} ({row['psnr'] - grey:+.2f} vs grey)  AuC {row['auc']:.4f}  "
             f"colourfulness {row['colourfulness']:5.1f} (ratio {row['colourfulness_ratio']:.2f})"
-            + (f"  TAE {row['tae']:.3f}" if "tae" in row else "")
+            + (
+                f"  TAE {row['tae']:.3f}  CDC x{row['cdc_ratio']:.2f} (worst clip x{row['worst_cdc_ratio']:.2f})"
+                if "tae" in row
+                else ""
+            )
         )
 
 
@@ -100,13 +124,27 @@ def main() -> None:
     parser.add_argument("--temperatures", default="0.3,0.38,0.5,0.7")
     parser.add_argument("--mrf", action="store_true", help="also score Potts-model variants")
     parser.add_argument("--skip-photos", action="store_true", help="score the clips only")
+    parser.add_argument(
+        "--temporal",
+        action="store_true",
+        help="score the flow-linked temporal link instead (annealed at the first --temperatures, blend weights "
+        "--blends; MRF temporal weights --mrf-weights), each beside the same decoding frame by frame",
+    )
+    parser.add_argument("--blends", default="0.5,0.7,0.85")
+    parser.add_argument("--mrf-weights", default="0.5,0.7,0.85")
+    parser.add_argument("--frames", type=int, default=60, help="frames of each clip scored")
     parser.add_argument("--only", help="comma-separated decodings to score (names as printed)")
     parser.add_argument("--runtime", default="auto", help="where the network runs (the scores do not depend on it)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(2)
     model = load_model(args.model)
-    settings = decodings([float(t) for t in args.temperatures.split(",")], args.mrf)
+    temperatures = [float(t) for t in args.temperatures.split(",")]
+    if args.temporal:
+        blends, weights = ([float(v) for v in a.split(",")] for a in (args.blends, args.mrf_weights))
+        settings = temporal_variants(temperatures[0], blends, weights)
+    else:
+        settings = decodings(temperatures, args.mrf)
     if args.only:
         settings = {name: settings[name] for name in args.only.split(",")}
     figures = {}
@@ -116,8 +154,8 @@ def main() -> None:
         show(f"photos ({args.photos}, {len(photos)}):", figures["photos"])
     if args.clips:
         clips = [c for c in sorted(SHARED.glob("video/*.mp4")) if "bw" not in c.name]
-        figures["clips"] = score(model, settings, [(clip_frames(c, 60), True) for c in clips], args.runtime)
-        show(f"colour clips ({len(clips)}, first 60 frames):", figures["clips"])
+        figures["clips"] = score(model, settings, [(clip_frames(c, args.frames), True) for c in clips], args.runtime)
+        show(f"colour clips ({len(clips)}, first {args.frames} frames):", figures["clips"])
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
 

@@ -106,7 +106,9 @@ def test_eval_cli_writes_every_report_file_it_links(tmp_path):
     data = json.loads((report / "metrics.json").read_text())
     assert data["summary"]["photo"]["grey"]["colourfulness"] == 0.0
     assert set(data["summary"]["video"]) == {"grey", "mean", "mrf"}
-    assert {"tae", "cdc"} <= set(data["summary"]["video"]["mrf"])
+    assert {"tae", "cdc", "cdc_ratio"} <= set(data["summary"]["video"]["mrf"])
+    photo_rows = data["summary"]["photo"]
+    assert {"frechet", "agreement"} <= set(photo_rows["mean"]) and 0 <= photo_rows["grey"]["agreement"] <= 1
     rows = (report / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("item,kind,variant,psnr") and len(rows) == 1 + 3 * 3
     page = (report / "index.html").read_text()

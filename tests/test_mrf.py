@@ -8,7 +8,7 @@ from PIL import Image
 
 from tests.clips import make_clip
 from tests.conftest import run_cli
-from tests.mrf_reference import banded_message, mean_field_reference
+from tests.mrf_reference import mean_field_reference
 from vidcolor import mrf
 from vidcolor.bins import GRID_VALUES, channel_marginals
 from vidcolor.colorizer import Colorizer
@@ -69,20 +69,6 @@ def test_exp_polynomial_is_accurate_on_its_range():
     assert mrf._exp_nonpositive(-1000.0) == pytest.approx(np.exp(-36.0))  # clamped, never negative
 
 
-def test_banded_smooth_matches_reference(rng):
-    q = np.stack([random_probs(rng, 4, 6), random_probs(rng, 4, 6)])
-    weight = rng.random((4, 6))
-    fast = mrf._banded_smooth(q, weight, 10.0, 3.0, 2)
-    for channel in range(2):
-        slow = weight[..., None] * banded_message(channels_last(q[channel]), 10.0, 3.0, 2)
-        assert np.abs(channels_last(fast[channel]) - slow).max() < 1e-12
-    one_hot = np.zeros((1, K, 1, 1))
-    one_hot[0, 5] = 1
-    smoothed = mrf._banded_smooth(one_hot, np.ones((1, 1)), 10.0, 3.0, 2)[0, :, 0, 0]
-    assert smoothed[5] == 10 and smoothed[3] == smoothed[4] == smoothed[6] == smoothed[7] == 3
-    assert smoothed[2] == smoothed[8] == 0
-
-
 def test_link_weights_and_unary_hand_values():
     lightness = np.array([[0.50, 0.51], [0.50, 0.50]])
     right, down = mrf.link_weights(lightness, 1e-4)
@@ -136,15 +122,17 @@ def test_histogram_transfer_pushes_an_ambiguous_region_toward_the_reference():
     assert (mrf.mode_values(q) == GRID_VALUES[red]).all()
 
 
-def test_temporal_term_keeps_an_ambiguous_frame_on_the_previous_colour():
+def test_fused_past_keeps_an_ambiguous_frame_on_the_previous_colour():
+    from vidcolor.decoding import fuse_log
+
     first = np.full((2, K, 6, 6), 0.001)
     first[:, 4] = 1.0
     ambiguous = np.full((2, K, 6, 6), 0.001)
     ambiguous[:, 4] = ambiguous[:, 18] = 0.5
     ambiguous[:, 18] += 0.02  # slightly prefers the other colour on its own
     lightness = np.full((6, 6), 0.5)
-    previous = mrf.refine(first, lightness, mrf.POTTS_CLASSIC)
-    with_time = mrf.mode_values(mrf.refine(ambiguous, lightness, mrf.POTTS_CLASSIC, previous, lightness))
+    fused = fuse_log(ambiguous, first / first.sum(axis=1, keepdims=True), np.full((6, 6), 0.5))
+    with_time = mrf.mode_values(mrf.refine(fused, lightness, mrf.POTTS_CLASSIC))
     alone = mrf.mode_values(mrf.refine(ambiguous, lightness, mrf.POTTS_CLASSIC))
     assert (with_time == GRID_VALUES[4]).all() and (alone == GRID_VALUES[18]).all()
 
@@ -276,17 +264,19 @@ def test_log_unary_without_pairwise_terms_returns_the_networks_distribution():
     np.testing.assert_allclose(readout(q, "mean"), expected, rtol=1e-5, atol=1e-4)
 
 
-def test_log_unary_links_frames_on_the_log_scale():
+def test_log_fusion_is_a_weighted_geometric_mean_that_never_sharpens_a_still_shot():
     from vidcolor.bins import GRID_VALUES
-    from vidcolor.mrf import MRFSettings, refine
+    from vidcolor.decoding import fuse_log
 
     rng = np.random.default_rng(4)
     k = len(GRID_VALUES)
     probs, previous = (rng.random((2, k, 5, 6)) + 0.01 for _ in range(2))
     probs /= probs.sum(axis=1, keepdims=True)
-    lightness = rng.random((5, 6)).astype(np.float32)
-    settings = MRFSettings(unary="log", unary_weight=1.0, same=0.0, near=0.0, temporal_weight=0.5)
-    q = refine(probs, lightness, settings, previous=previous * 3.0, previous_lightness=lightness)
-    expected = probs * (previous / previous.sum(axis=1, keepdims=True)) ** 0.5  # same lightness: full weight
+    previous /= previous.sum(axis=1, keepdims=True)
+    confidence = rng.random((5, 6))
+    fused = fuse_log(probs, previous, 0.5 * confidence)
+    w = 0.5 * confidence
+    expected = probs ** (1 - w) * previous**w  # exponents sum to 1
     expected /= expected.sum(axis=1, keepdims=True)
-    np.testing.assert_allclose(q / q.sum(axis=1, keepdims=True), expected, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(fused, expected, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(fuse_log(probs, probs, np.ones((5, 6))), probs, rtol=1e-6, atol=1e-9)  # no build-up

@@ -451,7 +451,23 @@ def train(
 @click.option(
     "--held-out",
     type=click.FloatRange(0, 0.9, min_open=True),
-    help="Score only the files `vidcolor train --hold-out FRACTION` kept out of training.",
+    help="Score only the files `vidcolor train --hold-out FRACTION` kept out of training (of every input, "
+    "or with --held-out-of, of those folders only).",
+)
+@click.option(
+    "--held-out-of",
+    "held_out_of",
+    multiple=True,
+    type=click.Path(path_type=Path, exists=True),
+    help="Training folders whose held-out files (--held-out) are scored beside INPUTS, e.g. "
+    "`vidcolor eval ../shared/data/val --held-out-of ../shared/data/train --held-out 0.1` (the model card's "
+    "validation set).",
+)
+@click.option(
+    "--perceptual/--no-perceptual",
+    default=True,
+    show_default=True,
+    help="Judge photos with a frozen ImageNet classifier (Frechet distance, agreement; needs vidcolor[train]).",
 )
 @click.option("--no-temporal", is_flag=True, help="Decode clip frames independently.")
 @click.option("--quiet", "-q", is_flag=True)
@@ -467,6 +483,8 @@ def evaluate(
     decodings: tuple[str, ...],
     max_frames: int,
     held_out: float | None,
+    held_out_of: tuple[Path, ...],
+    perceptual: bool,
     no_temporal: bool,
     quiet: bool,
 ) -> None:
@@ -488,7 +506,21 @@ def evaluate(
         click.echo(f"vidcolor: error: {error}", err=True)
         sys.exit(1)
     chosen = list(dict.fromkeys(decodings)) or [colorizer.decode.method]
-    failures = run_eval(list(inputs), output, colorizer, chosen, max_frames, quiet, model_name=model, held_out=held_out)
+    if held_out_of and not held_out:
+        click.echo("vidcolor: error: --held-out-of needs --held-out FRACTION (as given to vidcolor train)", err=True)
+        sys.exit(2)
+    failures = run_eval(
+        list(inputs),
+        output,
+        colorizer,
+        chosen,
+        max_frames,
+        quiet,
+        model_name=model,
+        held_out=held_out,
+        held_out_of=list(held_out_of),
+        perceptual=perceptual,
+    )
     sys.exit(1 if failures else 0)
 
 

@@ -5,14 +5,21 @@ frames of one film (the previous frame's distributions and lightness, the scene 
 lives in a :class:`FilmState` that the film's driver creates and passes with every batch, in
 film order. Photos pass no state, so no photo's colours depend on what was decoded before it.
 
-Temporal links, per decoding:
+The temporal link follows the motion (:mod:`vidcolor.motion`): the previous frame's final
+distributions are warped along the optical flow from it to the current frame, and each cell's
+link is weighted by the warp's confidence (the warped luma's match; 0 where the content was not
+in the previous frame), so that moving content takes its own past colours and occluded or newly
+visible content the network's. Per decoding:
 
-* ``mrf``: the Potts model's temporal term (:func:`vidcolor.mrf.refine` with the previous
-  frame's refined distributions);
-* the others: each pixel's distribution is blended with the previous frame's (blended) one with
-  weight ``BLEND * exp(-(L_t - L_t-1)^2 / BLEND_SIGMA)``, L in [0, 1].
+* ``mrf``: each pixel's per-channel marginals are fused on the log scale,
+  ``p^(1 - w) p_carried^w`` (:func:`fuse_log`), ``w = MRFSettings.temporal_weight`` x
+  confidence, and the fused marginals are the Potts model's unary and the next frame's past;
+* the others: each cell's distribution over the bins is blended, ``(1 - w) p + w p_carried``,
+  ``w = DecodeSettings.blend`` x confidence.
 
-Both reset at a scene cut (:func:`is_scene_cut`, threshold ``MRFSettings.scene_cut``).
+Both are convex in the carried distribution and act before decoding, so a still shot keeps its
+first frame's colours (no build-up along a shot, ``tests/test_temporal_link.py``), and both
+reset at a scene cut (:func:`is_scene_cut`, threshold ``MRFSettings.scene_cut``).
 """
 
 from __future__ import annotations
@@ -33,11 +40,11 @@ from vidcolor.bins import (
     grid_cells,
 )
 from vidcolor.errors import VidcolorError
+from vidcolor.motion import FLOW_SCALE, flow_luma, motion_prior, warp_maps
 from vidcolor.mrf import MRFSettings, histogram_transfer, readout, refine
 
 ALL_DECODINGS = (*DECODINGS, "mrf")
-BLEND = 0.5
-BLEND_SIGMA = 1e-3
+BLEND = 0.5  # the largest weight of the carried distribution in the mean / annealed decodings
 REFERENCE_FLOOR = 1e-3  # added to a reference histogram's shares so that no colour is ruled out
 
 
@@ -49,13 +56,16 @@ class DecodeSettings:
     model's constants for ``mrf`` (its ``scene_cut`` serves every decoding); ``temporal``: link
     each frame of a film to the previous one; ``reference``: a reference colour image's ab
     histogram ``(23, 23)`` (counts over the grid) that reweights every distribution (global
-    histogram transfer).
+    histogram transfer); ``blend``: the largest weight of the previous frame's distributions,
+    carried along the motion, in the temporal link of ``mean``/``annealed``/``mode`` (``mrf``
+    has its own, ``MRFSettings.temporal_weight``).
     """
 
     method: str = "annealed"
     temperature: float = ANNEAL_TEMPERATURE
     mrf: MRFSettings = MRFSettings()
     temporal: bool = True
+    blend: float = BLEND
     reference: np.ndarray | None = None
 
 
@@ -63,19 +73,38 @@ class DecodeSettings:
 class FilmState:
     """What carries over from one frame of a film to the next; one per film, frames in order.
 
-    ``previous``: the previous frame's final distributions, ``(h, w, Q)`` tensor (blend) or
-    ``(2, K, h, w)`` float64 array (MRF); ``previous_lightness``: its ``(h, w)`` L in [0, 1];
-    ``cut_count``: scene cuts so far, a 0-d tensor on the decoding device (read :attr:`cuts`).
+    ``previous``: the previous frame's fused distributions, ``(h, w, Q)`` tensor (blend) or
+    ``(h, w, 2 K)`` float64 tensor of the channel marginals (MRF); ``previous_lightness``: its ``(h, w)`` L in [0, 1];
+    ``previous_luma``: its ``(FLOW_SCALE h, FLOW_SCALE w)`` uint8 plane the optical flow is
+    computed on; ``cut_count``: scene cuts so far, a 0-d tensor on the decoding device (read
+    :attr:`cuts`).
     """
 
     previous: torch.Tensor | np.ndarray | None = None
     previous_lightness: torch.Tensor | None = None
+    previous_luma: np.ndarray | None = None
     cut_count: torch.Tensor = field(default_factory=lambda: torch.zeros((), dtype=torch.long))
 
     @property
     def cuts(self) -> int:
         """Scene cuts found so far (one host sync)."""
         return int(self.cut_count)
+
+
+def fuse_log(current: np.ndarray, carried: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Weighted geometric mean of two per-channel distributions, renormalised.
+
+    Args:
+        current, carried: ``(C, K, h, w)`` probabilities over each channel's K bins.
+        weight: ``(h, w)`` the carried distribution's weight in [0, 1].
+    Returns:
+        ``(C, K, h, w)`` float64 ``current^(1 - w) carried^w / sum_k``.
+    """
+    floor = 1e-6
+    log_current = np.log(np.maximum(current, floor))
+    log_fused = log_current + weight * (np.log(np.maximum(carried, floor)) - log_current)
+    fused = np.exp(log_fused - log_fused.max(axis=1, keepdims=True))
+    return fused / fused.sum(axis=1, keepdims=True)
 
 
 def is_scene_cut(lightness: torch.Tensor, previous_lightness: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -129,10 +158,14 @@ class Decoder:
             out = out + self.reference_log_weights[None, :, None, None]
         if state is None and self.settings.method != "mrf":
             return decode(out, self.bins, self.settings.method, self.settings.temperature)
-        small = functional.interpolate(lightness.to(out.device).float(), size=out.shape[-2:], mode="area") / 100
+        lightness = lightness.to(out.device).float()
+        small = functional.interpolate(lightness, size=out.shape[-2:], mode="area") / 100
+        sides = zip(out.shape[-2:], lightness.shape[-2:], strict=True)
+        flow_size = tuple(min(FLOW_SCALE * side, full) for side, full in sides)
+        planes = [flow_luma(frame / 100, flow_size) for frame in lightness[:, 0]] if state is not None else None
         if self.settings.method == "mrf":
-            return self._refine(out, small, state)
-        return self._blend(out, small, state)
+            return self._refine(out, small, state, planes)
+        return self._blend(out, small, state, planes)
 
     def _linked(self, lightness: torch.Tensor, state: FilmState | None) -> torch.Tensor | None:
         """The link weight to the previous frame's state: None without one, 0 at a scene cut."""
@@ -142,30 +175,47 @@ class Decoder:
         state.cut_count = state.cut_count.to(cut.device) + cut
         return ~cut
 
-    def _refine(self, logits: torch.Tensor, small: torch.Tensor, state: FilmState | None) -> torch.Tensor:
+    @staticmethod
+    def _carried(state: FilmState, luma: np.ndarray, previous: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The previous frame's ``(h, w, C)`` maps (channels last) warped to the current frame,
+        and the warp's ``(h, w)`` confidence in [0, 1], both on ``previous``' device."""
+        x, y, confidence = motion_prior(state.previous_luma, luma, tuple(previous.shape[:2]))
+        return warp_maps(previous, x, y), torch.from_numpy(confidence).to(previous.device)
+
+    def _refine(
+        self, logits: torch.Tensor, small: torch.Tensor, state: FilmState | None, planes: list[np.ndarray] | None
+    ) -> torch.Tensor:
         if logits.device.type == "cpu":  # frame by frame, so that each frame's maps stay in cache
             probs = [channel_marginals(frame, self.bins)[0].numpy() for frame in logits.split(1)]
         else:  # the whole batch on the device, then one transfer
             probs = list(channel_marginals(logits, self.bins).cpu().numpy())
         ab = []
         # the MRF runs on the host: the batch's lightness crosses once, and the state keeps host tensors
-        for frame_probs, lightness in zip(probs, small[:, 0].cpu(), strict=True):
+        for i, (frame_probs, lightness) in enumerate(zip(probs, small[:, 0].cpu(), strict=True)):
             if self.channel_reference is not None:
                 frame_probs = np.stack(
                     [histogram_transfer(p, h) for p, h in zip(frame_probs, self.channel_reference, strict=True)]
                 )
             linked = self._linked(lightness, state)
-            use_previous = linked is not None and bool(linked)
-            previous_light = state.previous_lightness.numpy() if use_previous else None
-            previous = state.previous if use_previous else None
-            q = refine(frame_probs, lightness.numpy(), self.settings.mrf, previous, previous_light)
+            if linked is not None and bool(linked):
+                channels, k, height, width = frame_probs.shape
+                carried, confidence = self._carried(state, planes[i], state.previous)
+                carried = carried.numpy().transpose(2, 0, 1).reshape(channels, k, height, width)
+                weight = self.settings.mrf.temporal_weight * confidence.numpy()
+                frame_probs = fuse_log(frame_probs, carried, weight)
             if state is not None:
-                state.previous, state.previous_lightness = q, lightness
+                channels, k, height, width = frame_probs.shape
+                marginals = np.ascontiguousarray(frame_probs.reshape(channels * k, height, width).transpose(1, 2, 0))
+                state.previous, state.previous_lightness = torch.from_numpy(marginals), lightness
+                state.previous_luma = planes[i]
+            q = refine(frame_probs, lightness.numpy(), self.settings.mrf)
             ab.append(readout(q, self.settings.mrf.readout))
         return torch.from_numpy(np.stack(ab)).to(logits.device)
 
-    def _blend(self, logits: torch.Tensor, small: torch.Tensor, state: FilmState) -> torch.Tensor:
-        """Each frame's distributions blended with the previous frame's; stays on the device.
+    def _blend(
+        self, logits: torch.Tensor, small: torch.Tensor, state: FilmState, planes: list[np.ndarray]
+    ) -> torch.Tensor:
+        """Each frame's distributions blended with the previous frame's carried along the motion.
 
         Frame by frame (each frame's Q-bin maps stay in cache) with the bins last (contiguous
         softmax, a broadcast lerp: about 2x faster than over the outer dimension, measured).
@@ -175,9 +225,9 @@ class Decoder:
             current, lightness = torch.softmax(bins_last(logits[i : i + 1])[0], dim=-1), small[i, 0]
             linked = self._linked(lightness, state)
             if linked is not None:
-                change = lightness - state.previous_lightness
-                weight = BLEND * torch.exp(-(change**2) / BLEND_SIGMA) * linked
-                current = torch.lerp(current, state.previous, weight[..., None])
-            state.previous, state.previous_lightness = current, lightness
+                carried, confidence = self._carried(state, planes[i], state.previous)
+                weight = self.settings.blend * confidence * linked
+                current = torch.lerp(current, carried, weight[..., None])
+            state.previous, state.previous_lightness, state.previous_luma = current, lightness, planes[i]
             ab.append(decode_probs(current, self.bins, self.settings.method, self.settings.temperature))
         return torch.stack(ab).permute(0, 3, 1, 2).contiguous()

@@ -24,7 +24,7 @@ from vidcolor.decoding import Decoder, DecodeSettings, FilmState
 from vidcolor.image import read_image
 
 PHOTO_METRICS = ("psnr", "ssim", "auc", "colourfulness", "true_colourfulness", "colourfulness_ratio", "delta_cf")
-CLIP_METRICS = ("tae", "cdc", "true_cdc")
+CLIP_METRICS = ("tae", "cdc", "true_cdc", "cdc_ratio")
 GREY = "grey"
 NETWORK_BATCH = 8
 CLIP_SCORE_EVERY = 5  # per-frame image metrics of clips on every 5th frame
@@ -118,7 +118,8 @@ def score_frames(variants: dict[str, Colorized], truth_rgb: torch.Tensor, clip: 
     """Scores of every variant against ``(T, 3, H, W)`` true RGB in [0, 1].
 
     A photo (T = 1) gets ``PHOTO_METRICS``; a clip (``clip=True``) the mean of those over every
-    ``CLIP_SCORE_EVERY``-th frame plus ``CLIP_METRICS`` (TAE, and CDC beside the truth's CDC).
+    ``CLIP_SCORE_EVERY``-th frame plus ``CLIP_METRICS`` (TAE, and CDC beside the truth's CDC and
+    their ratio: 1 is the truth's own flicker).
     """
     true_ab = torch.cat([rgb_to_lab(chunk.double()).float()[:, 1:] for chunk in truth_rgb.split(16)])
     frames = range(0, len(truth_rgb), CLIP_SCORE_EVERY if clip else 1)
@@ -135,6 +136,7 @@ def score_frames(variants: dict[str, Colorized], truth_rgb: torch.Tensor, clip: 
             )
             result["cdc"] = metrics.colour_distribution_consistency(variant.rgb.permute(0, 2, 3, 1).numpy())
             result["true_cdc"] = true_cdc
+            result["cdc_ratio"] = result["cdc"] / true_cdc if true_cdc > 0 else float("nan")
         scores[name] = result
     return scores
 

@@ -3,7 +3,10 @@
 For every photo and clip, each decoding asked for and the grey baseline (a = b = 0) are
 scored against the original by :mod:`vidcolor.evaluation` (the scoring path of training and
 the model card): PSNR, SSIM, AuC, colourfulness, its ratio to the truth's and delta-CF, and
-for clips also TAE and CDC beside the truth's CDC. This module only renders.
+for clips also TAE and CDC beside the truth's CDC (and their ratio). Photos are also judged by
+a frozen ImageNet classifier (:mod:`vidcolor.perceptual`, when the ``train`` extra is
+installed): each variant's top-1 agreement with the classifier's answer on the truth, and over
+the set, the Frechet distance of its features to the truth's. This module only renders.
 The report folder gets ``metrics.json``, ``metrics.csv``,
 pictures (a contact sheet per photo; a side-by-side MP4 and a strip of frames per clip) and an
 ``index.html`` that shows them all and works opened from disk.
@@ -31,10 +34,12 @@ from vidcolor.colorizer import Colorizer
 from vidcolor.errors import VidcolorError
 from vidcolor.evaluation import CLIP_METRICS, PHOTO_METRICS, colorize_variants, load_rgb, mean_scores, score_frames
 from vidcolor.inputs import expand_inputs, is_held_out, sniff_kind
+from vidcolor.perceptual import Lite0Classifier, frechet_distance, judge_images, load_judge
 from vidcolor.runner import one_file
 
 PANEL_HEIGHT = 192
-METRIC_NAMES = tuple(m for m in PHOTO_METRICS if m != "true_colourfulness") + CLIP_METRICS
+PERCEPTUAL_METRICS = ("frechet", "agreement")
+METRIC_NAMES = tuple(m for m in PHOTO_METRICS if m != "true_colourfulness") + PERCEPTUAL_METRICS + CLIP_METRICS
 
 
 @dataclass
@@ -46,6 +51,7 @@ class ItemResult:
     scores: dict[str, dict[str, float]] = field(default_factory=dict)
     pictures: list[str] = field(default_factory=list)
     frames: int = 1
+    features: dict[str, np.ndarray] = field(default_factory=dict)  # the judge's (1280,) features per variant
 
 
 def _label(image: Image.Image, text: str) -> Image.Image:
@@ -75,16 +81,25 @@ def _row(panels: list[Image.Image]) -> Image.Image:
 class Evaluator:
     """Scores every decoding on ground truth (through :mod:`vidcolor.evaluation`) and draws the pictures."""
 
-    def __init__(self, colorizer: Colorizer, decodings: list[str], out: Path, max_frames: int) -> None:
+    def __init__(
+        self, colorizer: Colorizer, decodings: list[str], out: Path, max_frames: int, judge: Lite0Classifier | None
+    ) -> None:
         self.colorizer = colorizer
         self.decodings = decodings
         self.out = out
         self.max_frames = max_frames
+        self.judge = judge
 
     def photo(self, path: Path) -> ItemResult:
         truth = load_rgb(path)[None]
         variants = colorize_variants(self.colorizer, self.decodings, rgb_to_lab(truth.double()).float()[:, :1])
         result = ItemResult(path.name, "photo", scores=score_frames(variants, truth))
+        if self.judge is not None:
+            names = list(variants)
+            features, classes = judge_images(self.judge, torch.cat([truth, *(variants[n].rgb for n in names)]))
+            result.features = {"truth": features[0], **{n: features[i + 1] for i, n in enumerate(names)}}
+            for i, name in enumerate(names):
+                result.scores[name]["agreement"] = float(classes[i + 1] == classes[0])
         panels = [_panel(variants["grey"].rgb[0], "grey input")]
         panels += [_panel(variants[m].rgb[0], m) for m in self.decodings]
         panels.append(_panel(truth[0], "ground truth"))
@@ -154,6 +169,11 @@ def summarise(results: list[ItemResult]) -> dict[str, dict[str, dict[str, float]
         if not items:
             continue
         summary[kind] = {variant: mean_scores([r.scores[variant] for r in items]) for variant in items[0].scores}
+        judged = [r for r in items if r.features]
+        if kind == "photo" and len(judged) >= 2:
+            truth = np.stack([r.features["truth"] for r in judged])
+            for variant, row in summary[kind].items():
+                row["frechet"] = frechet_distance(np.stack([r.features[variant] for r in judged]), truth)
     return summary
 
 
@@ -235,9 +255,12 @@ def run_eval(
     quiet: bool,
     model_name: str = "default",
     held_out: float | None = None,
+    held_out_of: list[Path] | None = None,
+    perceptual: bool = True,
 ) -> int:
-    """Evaluate every input (with ``held_out``, only the files training's ``--hold-out`` kept out);
-    returns the number of failures."""
+    """Evaluate every input (with ``held_out``, only the files training's ``--hold-out`` kept out;
+    with ``held_out_of`` too, every input plus the held-out files of those folders); returns the
+    number of failures. ``perceptual``: also judge photos with the ImageNet classifier."""
     console = Console(stderr=True, soft_wrap=True)
     failures = 0
 
@@ -247,10 +270,24 @@ def run_eval(
         console.print(f"[red]vidcolor: error:[/red] {message}", highlight=False)
 
     files = expand_inputs(inputs, recursive=True, report=report, note=lambda m: console.print(m, highlight=False))
-    if held_out:
+    if held_out and held_out_of:
+        training = expand_inputs(held_out_of, recursive=True, report=report, note=lambda m: None)
+        files += [f for f in training if is_held_out(f, held_out)]
+    elif held_out:
         files = [f for f in files if is_held_out(f, held_out)]
     out.mkdir(parents=True, exist_ok=True)
-    evaluator = Evaluator(colorizer, decodings, out, max_frames)
+    judge = None
+    if perceptual:
+        try:
+            judge = load_judge()
+        except VidcolorError:
+            console.print(
+                "note: no perceptual figures (Frechet distance, classifier agreement): they need the ImageNet "
+                "classifier of pip install 'vidcolor[train]'",
+                highlight=False,
+                markup=False,
+            )
+    evaluator = Evaluator(colorizer, decodings, out, max_frames, judge)
     results: list[ItemResult] = []
     with Progress(
         TextColumn("[bold]evaluating"),
@@ -275,6 +312,7 @@ def run_eval(
         "model": model_name,
         "max_frames": max_frames,
         "held_out": held_out,
+        "held_out_of": [str(p) for p in held_out_of or []],
     }
     summary = write_report(results, out, settings)
     print_summary(summary, Console(soft_wrap=True))

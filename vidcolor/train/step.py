@@ -28,6 +28,7 @@ class StepParts:
     degrade: bool = False
     channels_last: bool = True
     teacher: ColorNet | None = None  # eval mode, frozen: the loss is the divergence from its distribution
+    precision: str = "f32"  # "bf16": the forward pass under bf16 autocast (CUDA always autocasts to bf16)
 
 
 def training_step(
@@ -51,11 +52,13 @@ def training_step(
     net_input = normalize_lightness(lightness)
     if parts.channels_last:
         net_input = net_input.contiguous(memory_format=torch.channels_last)
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=images.device.type == "cuda"):
+    on_cuda = images.device.type == "cuda"
+    with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=on_cuda or parts.precision == "bf16"):
         out_map = model(net_input)
+    out_map = out_map.float()
     if parts.teacher is not None:
         with torch.no_grad():
-            teacher_map = parts.teacher(net_input)
+            teacher_map = parts.teacher(net_input).float()
         loss = distillation_loss(out_map, teacher_map)
     elif parts.bins is not None:
         loss = rebalanced_cross_entropy(out_map, target_ab, parts.bins.to(images.device), parts.weights)
