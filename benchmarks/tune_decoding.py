@@ -96,8 +96,9 @@ def score(model, settings: dict[str, DecodeSettings], items: list[tuple[torch.Te
         if r and "cdc_ratio" in r[0]:
             table[name]["worst_cdc_ratio"] = max(row["cdc_ratio"] for row in r)
             table[name]["per_clip_psnr_vs_grey"] = [
-                row["psnr"] - grey["psnr"] for row, grey in zip(r, rows["grey"], strict=True)
+                round(row["psnr"] - grey["psnr"], 2) for row, grey in zip(r, rows["grey"], strict=True)
             ]
+            table[name]["per_clip_cdc_ratio"] = [round(row["cdc_ratio"], 2) for row in r]
     return table
 
 
@@ -109,7 +110,8 @@ def show(title: str, table: dict) -> None:
             f"  {name:<24} PSNR {row['psnr']:6.2f} ({row['psnr'] - grey:+.2f} vs grey)  AuC {row['auc']:.4f}  "
             f"colourfulness {row['colourfulness']:5.1f} (ratio {row['colourfulness_ratio']:.2f})"
             + (
-                f"  TAE {row['tae']:.3f}  CDC x{row['cdc_ratio']:.2f} (worst clip x{row['worst_cdc_ratio']:.2f})"
+                f"  TAE {row['tae']:.3f}  CDC x{row['cdc_ratio']:.2f} (worst clip x{row['worst_cdc_ratio']:.2f})\n"
+                f"      per clip: PSNR vs grey {row['per_clip_psnr_vs_grey']}, CDC x {row['per_clip_cdc_ratio']}"
                 if "tae" in row
                 else ""
             )

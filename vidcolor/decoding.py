@@ -44,7 +44,7 @@ from vidcolor.motion import FLOW_SCALE, flow_luma, motion_prior, warp_maps
 from vidcolor.mrf import MRFSettings, histogram_transfer, readout, refine
 
 ALL_DECODINGS = (*DECODINGS, "mrf")
-BLEND = 0.5  # the largest weight of the carried distribution in the mean / annealed decodings
+BLEND = 0.95  # the largest weight of the carried distribution in the mean / annealed decodings
 REFERENCE_FLOOR = 1e-3  # added to a reference histogram's shares so that no colour is ruled out
 
 
