@@ -16,6 +16,7 @@ allocates (they hold no state between calls that changes a result).
 
 from __future__ import annotations
 
+import functools
 import threading
 
 import cv2
@@ -50,7 +51,7 @@ def flow_luma(lightness: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     plane = lightness.float()
     if tuple(plane.shape) != tuple(size):
         plane = functional.interpolate(plane[None, None], size=size, mode="area")[0, 0]
-    return np.ascontiguousarray((plane * 255.0).round_().clamp_(0, 255).to(torch.uint8).cpu().numpy())
+    return cv2.convertScaleAbs(np.ascontiguousarray(plane.cpu().numpy()), alpha=255.0)  # rounds and saturates
 
 
 def dense_flow(previous: np.ndarray, current: np.ndarray) -> np.ndarray:
@@ -62,6 +63,15 @@ def dense_flow(previous: np.ndarray, current: np.ndarray) -> np.ndarray:
         ``(H, W, 2)`` float32 displacement (x, y) in pixels of that grid.
     """
     return _dis().calc(current, previous, None)
+
+
+@functools.lru_cache(maxsize=8)
+def _pixel_grid(height: int, width: int) -> np.ndarray:
+    """``(height, width, 2)`` float32 (x, y) of every pixel (read-only; shared between calls)."""
+    rows, columns = np.mgrid[0:height, 0:width].astype(np.float32)
+    grid = np.stack([columns, rows], axis=-1)
+    grid.flags.writeable = False
+    return grid
 
 
 def sample_positions(flow: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -77,9 +87,9 @@ def sample_positions(flow: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarra
     height, width = size
     scale_x, scale_y = width / flow.shape[1], height / flow.shape[0]
     small = cv2.resize(flow, (width, height), interpolation=cv2.INTER_AREA)
-    rows, columns = np.mgrid[0:height, 0:width].astype(np.float32)
-    x = columns + small[..., 0] * scale_x
-    y = rows + small[..., 1] * scale_y
+    grid = _pixel_grid(height, width)
+    x = grid[..., 0] + small[..., 0] * scale_x
+    y = grid[..., 1] + small[..., 1] * scale_y
     inside = (x > -0.5) & (x < width - 0.5) & (y > -0.5) & (y < height - 0.5)
     return x, y, inside
 
@@ -95,14 +105,11 @@ def warp_confidence(previous: np.ndarray, current: np.ndarray, flow: np.ndarray,
         ``(h, w)`` float32: ``exp(-d^2 / CONFIDENCE_SIGMA)``, ``d^2`` the mean squared difference
         (L in [0, 1]) between the current luma and the warped previous luma over each cell.
     """
-    height, width = current.shape
-    rows, columns = np.mgrid[0:height, 0:width].astype(np.float32)
-    warped = cv2.remap(
-        previous, columns + flow[..., 0], rows + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-    )
-    difference = (warped.astype(np.float32) - current.astype(np.float32)) * (1.0 / 255.0)
-    squared = cv2.resize(difference * difference, (size[1], size[0]), interpolation=cv2.INTER_AREA)
-    return np.exp(-squared / CONFIDENCE_SIGMA).astype(np.float32)
+    positions = cv2.add(_pixel_grid(*current.shape), flow)
+    warped = cv2.remap(previous, positions, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    difference = cv2.absdiff(warped, current).astype(np.float32)
+    squared = cv2.resize(cv2.multiply(difference, difference), (size[1], size[0]), interpolation=cv2.INTER_AREA)
+    return np.exp(squared * np.float32(-1.0 / (255.0 * 255.0 * CONFIDENCE_SIGMA)))
 
 
 @numba.njit(nogil=True, cache=True, fastmath=True)
