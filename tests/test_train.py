@@ -382,3 +382,39 @@ def test_training_step_updates_the_weights_and_their_average(channels_last):
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     assert int(parts.averaged.n_averaged) == 3
     assert parts.optimizer.param_groups[0]["lr"] == pytest.approx(1e-2 * parts.optimizer.param_groups[0]["lr_scale"])
+
+
+def test_validation_adds_the_held_out_files_and_the_perceptual_figures(image_folders, tmp_path):
+    from vidcolor.inputs import find_images, is_held_out
+
+    train, val = image_folders
+    held = [p for p in find_images([train]) if is_held_out(p, 0.3)]
+    out = tmp_path / "run"
+    args = ["train", str(train), "--val", str(val), "--val-held-out", "--hold-out", "0.3", "--out", str(out)]
+    args += ["--size", "32", "--batch-size", "4", "--arch", "vidnet", "--widths", "8,8,16,16", "--steps", "2"]
+    result = CliRunner().invoke(main, [*args, "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    expected = len(find_images([val])) + len(held)
+    assert held and f"{expected} validation images" in result.output
+    assert "Frechet" in result.output
+    scores = json.loads((out / "model.json").read_text())["validation_at_256px"]
+    assert {"frechet", "agreement"} <= set(scores["model"]) and {"frechet", "agreement"} <= set(scores["grey"])
+
+
+def test_a_bf16_training_step_runs_on_the_cpu_and_updates_the_weights():
+    from vidcolor.bins import gamut_bins
+    from vidcolor.models import build_model
+    from vidcolor.train.config import TrainConfig
+    from vidcolor.train.loop import build_optimizer
+    from vidcolor.train.step import StepParts, training_step
+
+    torch.manual_seed(0)
+    bins = gamut_bins()
+    model = build_model("vidnet", {"widths": [8, 8, 8, 8], "num_bins": len(bins)}, bins)
+    parts = StepParts(model, build_optimizer(model, TrainConfig(data=[])), None, bins, torch.ones(len(bins)))
+    parts.precision = "bf16"
+    before = [p.detach().clone() for p in model.parameters()]
+    images = torch.from_numpy(np.stack([smooth_colour_image(40, 40, seed=i) for i in range(2)])).permute(0, 3, 1, 2)
+    loss = training_step(parts, images, 32, 1e-2, torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss) and loss.dtype == torch.float32
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))

@@ -256,6 +256,13 @@ def colorize(
 @click.option(
     "--val", type=click.Path(exists=True, path_type=Path), help="Folder of colour images to validate on each epoch."
 )
+@click.option(
+    "--val-held-out",
+    is_flag=True,
+    help="Validate on the training folders' held-out files (--hold-out) too: with ../shared/data/val, the model "
+    "card's validation set (docs/MODEL_SELECTION.md). With the train extra, validation also reports the "
+    "perceptual figures (Frechet distance, classifier agreement) and keeps the lowest Frechet distance as best.",
+)
 @option_from(
     TrainConfig,
     "loss",
@@ -361,6 +368,7 @@ def train(
     rebalance_lambda: float,
     degrade: bool,
     val_limit: int | None,
+    val_held_out: bool,
     checkpoint_every: int,
     val_every: int | None,
     workers: int,
@@ -421,6 +429,7 @@ def train(
         init=str(init_weights) if init_weights else None,
         teacher=str(teacher) if teacher else None,
         val_limit=val_limit,
+        val_held_out=val_held_out,
         device=device,
         seed=seed,
         net=net,

@@ -22,6 +22,7 @@ from vidcolor.color import compose_lab, lab_to_rgb, lightness_to_luma, rgb_to_la
 from vidcolor.colorizer import Colorizer, upsample_ab
 from vidcolor.decoding import Decoder, DecodeSettings, FilmState
 from vidcolor.image import read_image
+from vidcolor.perceptual import SetJudgement
 
 PHOTO_METRICS = ("psnr", "ssim", "auc", "colourfulness", "true_colourfulness", "colourfulness_ratio", "delta_cf")
 CLIP_METRICS = ("tae", "cdc", "true_cdc", "cdc_ratio")
@@ -166,21 +167,36 @@ def score_photo(colorizer: Colorizer, true_rgb: torch.Tensor, decodings: Iterabl
 
 
 def evaluate_photos(
-    colorizer: Colorizer, photos: Iterable[torch.Tensor], progress: Callable[[], None] | None = None
+    colorizer: Colorizer,
+    photos: Iterable[torch.Tensor],
+    progress: Callable[[], None] | None = None,
+    judgement: SetJudgement | None = None,
 ) -> dict:
     """Mean scores over colour photos (``(3, H, W)`` in [0, 1]) for the colorizer's decoding and grey.
+
+    ``judgement``: also the perceptual figures (:mod:`vidcolor.perceptual`: Frechet distance and
+    classifier agreement) of both, the photos keyed by their order.
 
     Returns:
         ``{"model": {...}, "grey": {...}, "images": N}``.
     """
     rows: dict[str, list[dict]] = {"model": [], GREY: []}
-    for photo in photos:
-        scores = score_photo(colorizer, photo)
+    for index, photo in enumerate(photos):
+        lightness = rgb_to_lab(photo[None].double()).float()[:, :1]
+        variants = colorize_variants(colorizer, [colorizer.decode.method], lightness)
+        scores = score_frames(variants, photo[None].float())
         rows["model"].append(scores[colorizer.decode.method])
         rows[GREY].append(scores[GREY])
+        if judgement is not None:
+            rgb = {"model": variants[colorizer.decode.method].rgb, GREY: variants[GREY].rgb}
+            judgement.add(str(index), photo[None], rgb, fixed=(GREY,))
         if progress is not None:
             progress()
-    return {"model": mean_scores(rows["model"]), GREY: mean_scores(rows[GREY]), "images": len(rows[GREY])}
+    result = {"model": mean_scores(rows["model"]), GREY: mean_scores(rows[GREY]), "images": len(rows[GREY])}
+    if judgement is not None:
+        for name, figures in judgement.figures().items():
+            result[name].update(figures)
+    return result
 
 
 def evaluate_paths(colorizer: Colorizer, paths: list[Path], progress: Callable[[], None] | None = None) -> dict:

@@ -16,6 +16,8 @@ that the short side is 224 px and centre-cropped to 224 x 224.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.linalg
 import torch
@@ -101,9 +103,59 @@ def frechet_distance(features: np.ndarray, reference: np.ndarray) -> float:
     ``|mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2))``. Needs at least 2 rows in each."""
     mu1, mu2 = features.mean(axis=0), reference.mean(axis=0)
     s1, s2 = np.cov(features, rowvar=False), np.cov(reference, rowvar=False)
-    root = scipy.linalg.sqrtm(s1 @ s2)
+    with warnings.catch_warnings():  # fewer photos than feature dimensions: singular, as expected
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        root = scipy.linalg.sqrtm(s1 @ s2)
     if not np.isfinite(root).all():  # nearly singular: offset both (as FID implementations do)
         offset = np.eye(len(s1)) * 1e-6
         root = scipy.linalg.sqrtm((s1 + offset) @ (s2 + offset))
     trace = np.trace(s1) + np.trace(s2) - 2.0 * np.trace(root.real)
     return float(((mu1 - mu2) ** 2).sum() + trace)
+
+
+class SetJudgement:
+    """The judge's figures over a set of photos, scored one photo at a time.
+
+    :meth:`add` takes a photo's truth and its variants (e.g. ``{"grey": ..., "model": ...}``); a
+    photo's truth and grey copy are judged once per ``key`` and remembered, so a set scored again
+    (training's validation, every few thousand steps) only judges the new colours.
+    :meth:`figures` gives, per variant, ``{"frechet": ..., "agreement": ...}``.
+    """
+
+    def __init__(self, judge: Lite0Classifier) -> None:
+        self.judge = judge
+        self._fixed: dict[tuple[str, str], tuple[np.ndarray, int]] = {}
+        self._features: dict[str, list[np.ndarray]] = {}
+        self._truth: list[np.ndarray] = []
+        self._agrees: dict[str, list[float]] = {}
+
+    def add(
+        self, key: str, truth: torch.Tensor, variants: dict[str, torch.Tensor], fixed: tuple[str, ...] = ()
+    ) -> None:
+        """Judge one photo: ``truth`` and each variant ``(1, 3, H, W)`` RGB in [0, 1]; ``fixed``: the
+        variants that never change for this ``key`` (the grey copy), remembered like the truth."""
+        names = [n for n in variants if (key, n) not in self._fixed or n not in fixed]
+        fresh = [("truth", truth)] if (key, "truth") not in self._fixed else []
+        fresh += [(n, variants[n]) for n in names]
+        features, classes = judge_images(self.judge, torch.cat([rgb for _, rgb in fresh]))
+        judged = {name: (features[i], int(classes[i])) for i, (name, _) in enumerate(fresh)}
+        for name, value in judged.items():
+            if name == "truth" or name in fixed:
+                self._fixed[(key, name)] = value
+        truth_features, truth_class = self._fixed[(key, "truth")]
+        self._truth.append(truth_features)
+        for name in variants:
+            features_, class_ = judged.get(name) or self._fixed[(key, name)]
+            self._features.setdefault(name, []).append(features_)
+            self._agrees.setdefault(name, []).append(float(class_ == truth_class))
+
+    def figures(self) -> dict[str, dict[str, float]]:
+        """Per variant: the Frechet distance to the truth's features (nan under 2 photos) and the
+        agreement; the set is then emptied (remembered truths are kept)."""
+        truth = np.stack(self._truth) if self._truth else np.zeros((0, FEATURES))
+        out = {}
+        for name, rows in self._features.items():
+            distance = frechet_distance(np.stack(rows), truth) if len(rows) >= 2 else float("nan")
+            out[name] = {"frechet": distance, "agreement": float(np.mean(self._agrees[name]))}
+        self._features, self._truth, self._agrees = {}, [], {}
+        return out

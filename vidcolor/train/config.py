@@ -34,6 +34,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     val_every: int | None = None  # steps between validations; None: every epoch
     val_limit: int | None = None
+    val_held_out: bool = False  # validate on the training folders' held-out files too (with hold_out)
     val_size: int = 256
     device: str = "auto"
     init: str | None = None  # start from these weights (an exported .safetensors), fresh optimiser

@@ -28,6 +28,7 @@ from vidcolor.evaluation import evaluate_photos
 from vidcolor.inputs import find_images, is_held_out
 from vidcolor.models import TRAINABLE, ColorNet, build_model, load_model, save_model
 from vidcolor.models.lite0_unet import Lite0UNet, load_imagenet_encoder
+from vidcolor.perceptual import SetJudgement, load_judge
 from vidcolor.train.config import TrainConfig
 from vidcolor.train.data import (
     DataSource,
@@ -73,10 +74,31 @@ def _atomic_save(obj: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _validate(model: ColorNet, val_images: torch.Tensor, device: torch.device, size: int) -> dict:
-    """Scores of the mean decoding on ``(N, 3, S, S)`` uint8 photos: ``{"model", "grey", "images"}``."""
+def _validate(
+    model: ColorNet, val_images: torch.Tensor, device: torch.device, size: int, judgement: SetJudgement | None
+) -> dict:
+    """Scores of the mean decoding on ``(N, 3, S, S)`` uint8 photos: ``{"model", "grey", "images"}``
+    (with ``judgement``, the perceptual figures too: ``frechet``, ``agreement``)."""
     colorizer = Colorizer(model, device=device, size=size, decode=VALIDATION_DECODING)
-    return evaluate_photos(colorizer, (image.float() / 255.0 for image in val_images))
+    return evaluate_photos(colorizer, (image.float() / 255.0 for image in val_images), judgement=judgement)
+
+
+def _better(scores: dict, best: dict) -> bool:
+    """Whether validation ``scores`` beat the best so far: the lower Frechet distance where the
+    perceptual figures are measured (docs/MODEL_SELECTION.md), else the higher PSNR."""
+    if "frechet" in scores and math.isfinite(scores["frechet"]):
+        return scores["frechet"] < best.get("frechet", math.inf)
+    return scores["psnr"] > best["psnr"]
+
+
+def _validation_paths(config: TrainConfig) -> list[Path]:
+    """``config.val``'s images, then (``val_held_out``) the training folders' held-out files; at
+    most ``val_limit`` of them."""
+    paths = find_images([Path(config.val)]) if config.val else []
+    if config.val_held_out and config.hold_out > 0:
+        folders = [DataSource.parse(spec).folder for spec in config.data]
+        paths += [p for p in find_images(folders) if is_held_out(p, config.hold_out)]
+    return paths[: config.val_limit]
 
 
 def _load_training_images(config: TrainConfig, console: Console):
@@ -223,12 +245,16 @@ def train(config: TrainConfig, resume: bool = False, console: Console | None = N
     image_set, probabilities = _load_training_images(config, console)
     images = image_set.images.to(device)
 
-    val_images = None
-    if config.val:
-        val_paths = find_images([Path(config.val)])[: config.val_limit]
+    val_images = judgement = None
+    val_paths = _validation_paths(config)
+    if val_paths:
         val_set = load_image_set(val_paths, config.val_size, config.workers)
         val_images = val_set.images
         console.print(f"{len(val_set.paths)} validation images at {config.val_size} px")
+        try:
+            judgement = SetJudgement(load_judge())
+        except VidcolorError:
+            console.print("note: validation without perceptual figures: pip install 'vidcolor[train]'", markup=False)
 
     initial = _initial_weights(config, console) if checkpoint is None else None
     if checkpoint is not None:
@@ -379,7 +405,7 @@ def train(config: TrainConfig, resume: bool = False, console: Console | None = N
             if val_images is not None and (step % validate_every == 0 or step == total or out_of_time):
                 network = shipped()
                 network.eval()
-                result = _validate(network, val_images, device, config.val_size)
+                result = _validate(network, val_images, device, config.val_size, judgement)
                 network.train()
                 model.train()
                 scores = result["model"]
@@ -387,13 +413,22 @@ def train(config: TrainConfig, resume: bool = False, console: Console | None = N
                     f"step {step} epoch {step / per_epoch:.1f}: val PSNR {scores['psnr']:.2f} "
                     f"(grey {result['grey']['psnr']:.2f}) AuC {scores['auc']:.4f} (grey {result['grey']['auc']:.4f}) "
                     f"colourfulness {scores['colourfulness']:.1f} (truth {scores['true_colourfulness']:.1f})"
+                    + (
+                        f" Frechet {scores['frechet']:.2f} (grey {result['grey']['frechet']:.2f}) agreement "
+                        f"{scores['agreement']:.3f} (grey {result['grey']['agreement']:.3f})"
+                        if "frechet" in scores
+                        else ""
+                    ),
+                    markup=False,
                 )
                 network.eval()
                 # every validated state is kept, so that a trade-off other than the best PSNR can be chosen later
                 (out / SNAPSHOTS).mkdir(exist_ok=True)
                 export(result, step / per_epoch, out / SNAPSHOTS / f"step-{step:07d}.safetensors")
-                if scores["psnr"] > best["psnr"]:
+                if _better(scores, best):
                     best = {"psnr": scores["psnr"], "metrics": result, "step": step}
+                    if "frechet" in scores:
+                        best["frechet"] = scores["frechet"]
                     export(result, step / per_epoch)
                     console.print(f"exported {out / MODEL_NAME} (best so far)")
                 network.train()
