@@ -250,6 +250,32 @@ def test_an_unwritable_output_folder_is_an_error_naming_the_output(tmp_path):
         assert len(errors) == 1 and f"{target}: could not write" in errors[0], result.stderr
 
 
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A read-only tmpfs (EROFS, which even root cannot write), unmounted afterwards; skipped where
+    mounting is not allowed."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs here: {mounted.stderr.decode().strip()}")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("segments", ["0", "0.1"])
+def test_a_read_only_file_system_is_an_error_naming_the_output(tmp_path, read_only_folder, segments):
+    make_clip(tmp_path / "film.mp4", frames=8)
+    Image.fromarray(np.full((40, 60), 128, np.uint8)).save(tmp_path / "photo.png")
+    for source, target in ((tmp_path / "film.mp4", "film.mp4"), (tmp_path / "photo.png", "p.png")):
+        output = read_only_folder / target
+        result = run_cli_process(str(source), "-o", str(output), "--segment-seconds", segments)
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        errors = [line for line in result.stderr.splitlines() if "error:" in line]
+        assert len(errors) == 1 and f"{output}: could not write (Read-only file system)" in errors[0], result.stderr
+        assert "please report" not in result.stderr and ".partial" not in result.stderr
+
+
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
 def test_a_film_on_a_single_cpu_finishes_and_exits(tmp_path):
     """One CPU (a small container): with OpenVINO's libtbb loaded, numba's TBB pool used to hang

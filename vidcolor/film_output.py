@@ -24,7 +24,7 @@ import numpy as np
 
 from vidcolor.errors import OutputError, VidcolorError
 from vidcolor.film_input import SourceFilm
-from vidcolor.partial import claim_partial
+from vidcolor.partial import claim_partial, remove_partial
 
 # Containers that only accept their own family of codecs, and the encoders to use there.
 AUDIO_FALLBACK = {"webm": "libopus", "ogg": "libopus"}
@@ -357,4 +357,4 @@ class FilmOutput:
             except (av.error.FFmpegError, ValueError, OSError):
                 pass
             self.container = None
-        self.partial.unlink(missing_ok=True)
+        remove_partial(self.partial)

@@ -27,7 +27,7 @@ from vidcolor.color import compose_lab, lab_to_rgb, lightness_of_codes, luma_to_
 from vidcolor.colorizer import Colorizer, upsample_ab
 from vidcolor.errors import OutputError, VidcolorError
 from vidcolor.inputs import IMAGE_SUFFIXES, check_photo_size
-from vidcolor.partial import claim_partial
+from vidcolor.partial import claim_partial, remove_partial
 
 ALPHA_SUFFIXES = {".png", ".tif", ".tiff", ".webp"}
 SIXTEEN_BIT_SUFFIXES = {".png", ".tif", ".tiff"}
@@ -225,7 +225,7 @@ def write_image(path: Path, rgb: np.ndarray, alpha: np.ndarray | None = None) ->
     except OSError as error:
         raise OutputError(path, error) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        remove_partial(tmp)
     return notices
 
 

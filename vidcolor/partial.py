@@ -32,6 +32,13 @@ def claim_partial(target: Path) -> tuple[Path, list[str]]:
     return partial, []
 
 
+def remove_partial(partial: Path) -> None:
+    """Remove a partial file if there is one (a no-op where none was made: on a read-only file
+    system even removing a missing file fails with EROFS, which must not hide the real error)."""
+    if os.path.lexists(partial):
+        partial.unlink()
+
+
 def write_atomically(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through ``PATH.tmp``, synced and renamed, so that a crash
     leaves the old file or the new one, never a part (journals and segment files)."""

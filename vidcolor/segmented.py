@@ -22,6 +22,7 @@ from rich.progress import Progress
 from vidcolor import __version__
 from vidcolor.colorizer import Colorizer
 from vidcolor.decoding import FilmState
+from vidcolor.errors import OutputError
 from vidcolor.film_assembly import assemble
 from vidcolor.film_input import SourceFilm
 from vidcolor.film_output import FilmOutput
@@ -71,7 +72,7 @@ def prepare_journal(
     started afresh) go to ``notices``.
 
     Raises:
-        VidcolorError: the film cannot be read.
+        VidcolorError: the film cannot be read; OutputError: the work folder cannot be written.
     """
     settings = {
         "encoder": [encoder.codec, encoder.crf, encoder.preset, target.suffix.lower()],
@@ -92,7 +93,11 @@ def prepare_journal(
     if len(plan) < 2 and not always:
         shutil.rmtree(folder, ignore_errors=True)  # one pass: no stale work left behind either
         return None
-    return Journal.start(folder, fingerprint, plan)
+    try:
+        return Journal.start(folder, fingerprint, plan)
+    except OSError as error:  # a read-only or full disk, an unwritable folder: the output cannot be written
+        shutil.rmtree(folder, ignore_errors=True)
+        raise OutputError(target, error) from None
 
 
 def runs_of(segments: list[Segment]) -> list[list[Segment]]:
