@@ -99,6 +99,24 @@ def test_a_film_missing_frames_of_its_declared_length_is_refused_unless_accepted
         assert intact.returncode == 0 and "frames) missing" not in intact.stderr
 
 
+def test_a_truncated_film_in_segments_says_where_its_work_is_kept_and_how_to_finish(tmp_path):
+    whole = tmp_path / "whole.mp4"
+    make_clip(whole, frames=120, audio=("aac",))
+    faststart_mp4(whole, tmp_path / "fast.mp4")
+    cut = tmp_path / "cut.mp4"
+    cut_at_video_packet(tmp_path / "fast.mp4", cut, keep=108)  # 90 %
+    out = tmp_path / "out.mp4"
+    work = tmp_path / ".out.mp4.vidcolor-work"
+    result = run_cli_process(str(cut), "-o", str(out), "--segment-seconds", "1", *FAST)
+    assert result.returncode == 1 and "frames) missing" in result.stderr
+    assert work.is_dir() and str(work) in result.stderr and "--accept-truncated finishes from them" in result.stderr
+    assert "the same command resumes" not in result.stderr and not out.exists()
+    finished = run_cli_process(str(cut), "-o", str(out), "--segment-seconds", "1", "--accept-truncated", *FAST)
+    assert finished.returncode == 0, finished.stderr
+    assert "kept from an earlier run" in finished.stderr + finished.stdout and not work.exists()
+    assert 100 <= len(frame_times(out)) <= 108
+
+
 class FakeStream:
     """A film stream whose decoder returns scripted frames per packet."""
 

@@ -16,3 +16,7 @@ class OutputError(VidcolorError):
         reason = error if isinstance(error, str) else getattr(error, "strerror", None) or str(error)
         super().__init__(f"{path}: could not write ({reason})")
         self.path = path
+
+
+class TruncatedFilmError(VidcolorError):
+    """A film whose frames end well before the length it declares (``--accept-truncated`` takes it)."""

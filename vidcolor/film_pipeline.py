@@ -31,7 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from vidcolor.chroma import chroma_planes
 from vidcolor.colorizer import Colorizer
 from vidcolor.decoding import FilmState
-from vidcolor.errors import OutputError, VidcolorError
+from vidcolor.errors import OutputError, TruncatedFilmError, VidcolorError
 from vidcolor.film_input import ColourEncoding, FilmReader, SourceFilm
 
 
@@ -303,7 +303,7 @@ def check_complete(
         f"{missing:.2f} s (about {round(missing / film.frame_seconds)} frames) missing"
     )
     if not accept_truncated:
-        raise VidcolorError(
+        raise TruncatedFilmError(
             f"{film.path}: {what} (truncated or damaged); {target} was not written "
             "(--accept-truncated colorizes what there is)"
         )

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from vidcolor.colorizer import ColorizerSpec
-from vidcolor.errors import VidcolorError
+from vidcolor.errors import TruncatedFilmError, VidcolorError
 from vidcolor.image import colorize_picture, read_image, reference_histogram, write_image
 from vidcolor.inputs import IMAGE_SUFFIXES, VIDEO_SUFFIXES, expand_inputs, sniff_kind
 from vidcolor.journal import work_folder
@@ -69,11 +69,22 @@ def one_file(source: Path, report: Callable[[str], None]) -> Iterator[None]:
         report(f"{source}: unexpected {type(error).__name__}: {error} (please report this)")
 
 
-def _kept_work(target: Path) -> str:
-    """What to say about the finished segments a failed or interrupted run leaves behind."""
+def _kept_work(target: Path, truncated: bool = False) -> str:
+    """What to say about the finished segments a failed or interrupted run leaves behind (for a
+    truncated film, that only ``--accept-truncated`` can finish from them)."""
     if not work_folder(target).exists():
         return ""
+    if truncated:
+        return (
+            f" (its finished segments are kept in {work_folder(target)}: the same command with --accept-truncated "
+            "finishes from them; delete that folder to discard them)"
+        )
     return f" (its finished segments are kept in {work_folder(target)}: the same command resumes)"
+
+
+def _unsaid_work(message: str, target: Path) -> str:
+    """:func:`_kept_work` unless ``message`` already says it."""
+    return "" if str(work_folder(target)) in message else _kept_work(target)
 
 
 def plan_jobs(
@@ -205,10 +216,16 @@ def run_colorize(
         videos = []
     for job in videos:
         try:
-            with one_file(job.source, lambda message, target=job.target: report(message + _kept_work(target))):
-                summary = colorize_video(
-                    job.source, job.target, colorizer, quiet=quiet, console=console, options=video_options
-                )
+            with one_file(
+                job.source, lambda message, target=job.target: report(message + _unsaid_work(message, target))
+            ):
+                try:
+                    summary = colorize_video(
+                        job.source, job.target, colorizer, quiet=quiet, console=console, options=video_options
+                    )
+                except VidcolorError as error:
+                    truncated = isinstance(error, TruncatedFilmError)
+                    raise VidcolorError(str(error) + _kept_work(job.target, truncated)) from None
                 console.print(summary, highlight=False)
                 done += 1
         except KeyboardInterrupt:
