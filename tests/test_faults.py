@@ -311,3 +311,34 @@ def test_a_film_on_a_single_cpu_finishes_and_exits(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert len(frame_times(tmp_path / "o.mp4")) == 8
+
+
+def make_mjpeg_avi(path: Path, frames: int = 30) -> None:
+    """An MJPEG AVI with PCM audio, as archives and old cameras write them."""
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("mjpeg", rate=25)
+        video.width, video.height, video.pix_fmt = 96, 64, "yuvj420p"
+        audio = container.add_stream("pcm_s16le", rate=16000)
+        audio.layout = "mono"
+        for i in range(frames):
+            picture = np.full((64, 96, 3), (i * 8) % 255, np.uint8)
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24").reformat(format="yuvj420p")
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            container.mux(video.encode(frame))
+            tone = (np.sin(np.arange(640) / 5) * 3000).astype(np.int16)[None]
+            sound = av.AudioFrame.from_ndarray(tone, format="s16", layout="mono")
+            sound.sample_rate, sound.pts = 16000, i * 640
+            container.mux(audio.encode(sound))
+        container.mux(video.encode())
+        container.mux(audio.encode())
+
+
+def test_an_avi_output_is_coded_without_reordered_frames(tmp_path):
+    source, out = tmp_path / "film.avi", tmp_path / "out.avi"
+    make_mjpeg_avi(source)
+    result = run_cli_process(str(source), "-o", str(out), *FAST)
+    assert result.returncode == 0, result.stderr
+    with av.open(str(out)) as container:
+        decoded = [frame.pts for frame in container.decode(video=0)]
+        assert container.streams.audio and container.streams.video[0].codec_context.name == "h264"
+    assert len(decoded) == 30 and decoded == sorted(decoded)  # B-frames would come out of order

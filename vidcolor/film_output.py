@@ -202,7 +202,8 @@ def add_colour_video(
 ) -> av.video.stream.VideoStream:
     """Add the colour video stream to ``container``: the source film's size (odd sizes in 4:4:4,
     with a line in ``notices``), time base, aspect ratio, colour range and tags, field order,
-    display rotation and language/title; encoder ``codec`` (None: :func:`video_codec`).
+    display rotation and language/title; encoder ``codec`` (None: :func:`video_codec`), without
+    B-frames in AVI (which cannot reorder them without shifting the timestamps).
 
     Raises:
         VidcolorError: the codec is not available.
@@ -215,6 +216,9 @@ def add_colour_video(
     except (av.error.FFmpegError, ValueError) as error:
         raise VidcolorError(f"--codec {codec}: not available ({error})") from None
     video.width, video.height = film.codec_context.width, film.codec_context.height
+    if "avi" in container.format.name.split(","):
+        # AVI holds no presentation timestamps: an encoder's B-frame delay would shift every frame
+        video.codec_context.max_b_frames = 0
     odd = video.width % 2 or video.height % 2
     video.pix_fmt = ODD_PIXEL_FORMAT if odd else EVEN_PIXEL_FORMAT
     if odd:
