@@ -7,7 +7,8 @@ of ``../shared/data/train``, each image cached as training's validation holds it
 Each model is scored at its card's default decoding (or ``--decode``) with the grey copy beside it: PSNR, SSIM, AuC,
 colourfulness and its ratio, and the perceptual figures (Frechet distance of EfficientNet-Lite0
 features to the truth's, classifier agreement); the held-out faces (``train/utkface``) are also
-reported apart, for the rule's face bound.
+reported apart, for the rule's face bound, and with ``--general`` the general photos alone (val and
+the held-out files that are neither faces nor outdoor scenes).
 """
 
 from __future__ import annotations
@@ -39,14 +40,23 @@ def main() -> None:
     parser.add_argument("--hold-out", type=float, default=0.1)
     parser.add_argument("--decode", help="a decoding for every model instead of each card's own (e.g. annealed)")
     parser.add_argument("--temperature", type=float, help="of --decode annealed")
+    parser.add_argument(
+        "--general",
+        action="store_true",
+        help="also the general photos alone (val, held-out non-faces, non-scenes)",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(2)
     held = [p for p in find_images([SHARED / "train"]) if is_held_out(p, args.hold_out)]
     faces = [p for p in held if "utkface" in p.parts]
+    general = [p for p in held if not {"utkface", "intel-scenes"} & set(p.parts)]
     sets = {"V": find_images([SHARED / "val"]) + held, "faces": faces}
+    if args.general:
+        sets["general"] = find_images([SHARED / "val"]) + general
     images = {name: load_image_set(paths, SIDE, 2).images for name, paths in sets.items()}
-    judgement = SetJudgement(load_judge())
+    judge = load_judge()
+    judgements = {name: SetJudgement(judge) for name in sets if name != "faces"}  # one per set: keys are indices
     figures: dict[str, dict] = {}
     for model in args.models:
         colorizer = build_colorizer(model, SIDE, "cpu", args.decode, args.temperature)
@@ -54,7 +64,7 @@ def main() -> None:
         for name, stack in images.items():
             started = time.perf_counter()
             photos = (image.float() / 255.0 for image in stack)
-            result = evaluate_photos(colorizer, photos, judgement=judgement if name == "V" else None)
+            result = evaluate_photos(colorizer, photos, judgement=judgements.get(name))
             result["seconds"] = round(time.perf_counter() - started, 1)
             figures[model][name] = result
             model_row, grey = result["model"], result["grey"]
