@@ -124,8 +124,7 @@ def test_a_moving_objects_colour_follows_it(default_colorizer, photo_lightness, 
     still = motion.motion_prior
 
     def no_motion(previous, current, size):  # the same-pixel link: the flow set to zero
-        x, y, confidence = still(previous, previous, size)
-        return x, y, confidence
+        return still(previous, previous, size)
 
     monkeypatch.setattr(decoding, "motion_prior", no_motion)
     dragged = error_inside_the_patch(colorizer.ab_lowres(film, FilmState()))

@@ -74,13 +74,14 @@ class FilmState:
     """What carries over from one frame of a film to the next; one per film, frames in order.
 
     ``previous``: the previous frame's fused distributions, ``(h, w, Q)`` tensor (blend) or
-    ``(h, w, 2 K)`` float64 tensor of the channel marginals (MRF); ``previous_lightness``: its ``(h, w)`` L in [0, 1];
+    ``(h, w, 2 K)`` float64 tensor of the channel marginals (MRF); ``previous_lightness``: its
+    ``(h, w)`` L in [0, 1];
     ``previous_luma``: its ``(FLOW_SCALE h, FLOW_SCALE w)`` uint8 plane the optical flow is
     computed on; ``cut_count``: scene cuts so far, a 0-d tensor on the decoding device (read
     :attr:`cuts`).
     """
 
-    previous: torch.Tensor | np.ndarray | None = None
+    previous: torch.Tensor | None = None
     previous_lightness: torch.Tensor | None = None
     previous_luma: np.ndarray | None = None
     cut_count: torch.Tensor = field(default_factory=lambda: torch.zeros((), dtype=torch.long))
@@ -162,7 +163,7 @@ class Decoder:
         small = functional.interpolate(lightness, size=out.shape[-2:], mode="area") / 100
         sides = zip(out.shape[-2:], lightness.shape[-2:], strict=True)
         flow_size = tuple(min(FLOW_SCALE * side, full) for side, full in sides)
-        planes = [flow_luma(frame / 100, flow_size) for frame in lightness[:, 0]] if state is not None else None
+        planes = flow_luma(lightness[:, 0] / 100, flow_size) if state is not None else None
         if self.settings.method == "mrf":
             return self._refine(out, small, state, planes)
         return self._blend(out, small, state, planes)
@@ -183,7 +184,7 @@ class Decoder:
         return warp_maps(previous, x, y), torch.from_numpy(confidence).to(previous.device)
 
     def _refine(
-        self, logits: torch.Tensor, small: torch.Tensor, state: FilmState | None, planes: list[np.ndarray] | None
+        self, logits: torch.Tensor, small: torch.Tensor, state: FilmState | None, planes: np.ndarray | None
     ) -> torch.Tensor:
         if logits.device.type == "cpu":  # frame by frame, so that each frame's maps stay in cache
             probs = [channel_marginals(frame, self.bins)[0].numpy() for frame in logits.split(1)]
@@ -196,15 +197,14 @@ class Decoder:
                 frame_probs = np.stack(
                     [histogram_transfer(p, h) for p, h in zip(frame_probs, self.channel_reference, strict=True)]
                 )
+            channels, k, height, width = frame_probs.shape
             linked = self._linked(lightness, state)
             if linked is not None and bool(linked):
-                channels, k, height, width = frame_probs.shape
                 carried, confidence = self._carried(state, planes[i], state.previous)
                 carried = carried.numpy().transpose(2, 0, 1).reshape(channels, k, height, width)
                 weight = self.settings.mrf.temporal_weight * confidence.numpy()
                 frame_probs = fuse_log(frame_probs, carried, weight)
             if state is not None:
-                channels, k, height, width = frame_probs.shape
                 marginals = np.ascontiguousarray(frame_probs.reshape(channels * k, height, width).transpose(1, 2, 0))
                 state.previous, state.previous_lightness = torch.from_numpy(marginals), lightness
                 state.previous_luma = planes[i]
@@ -212,9 +212,7 @@ class Decoder:
             ab.append(readout(q, self.settings.mrf.readout))
         return torch.from_numpy(np.stack(ab)).to(logits.device)
 
-    def _blend(
-        self, logits: torch.Tensor, small: torch.Tensor, state: FilmState, planes: list[np.ndarray]
-    ) -> torch.Tensor:
+    def _blend(self, logits: torch.Tensor, small: torch.Tensor, state: FilmState, planes: np.ndarray) -> torch.Tensor:
         """Each frame's distributions blended with the previous frame's carried along the motion.
 
         Frame by frame (each frame's Q-bin maps stay in cache) with the bins last (contiguous

@@ -156,14 +156,21 @@ def mean_scores(rows: list[dict]) -> dict[str, float]:
     return out
 
 
+def photo_variants(
+    colorizer: Colorizer, true_rgb: torch.Tensor, decodings: Iterable[str] | None = None
+) -> dict[str, Colorized]:
+    """The grey copy and each decoding (default: the colorizer's own) of a colour photo ``(3, H, W)``
+    in [0, 1] turned grey (:func:`colorize_variants`)."""
+    lab = rgb_to_lab(true_rgb[None].double()).float()
+    return colorize_variants(colorizer, decodings or [colorizer.decode.method], lab[:, :1])
+
+
 def score_photo(colorizer: Colorizer, true_rgb: torch.Tensor, decodings: Iterable[str] | None = None) -> dict:
     """Scores of a colour photo ``(3, H, W)`` in [0, 1]: ``{"grey": ..., decoding: ...}``.
 
     ``decodings`` default to the colorizer's own.
     """
-    lab = rgb_to_lab(true_rgb[None].double()).float()
-    variants = colorize_variants(colorizer, decodings or [colorizer.decode.method], lab[:, :1])
-    return score_frames(variants, true_rgb[None].float())
+    return score_frames(photo_variants(colorizer, true_rgb, decodings), true_rgb[None].float())
 
 
 def evaluate_photos(
@@ -182,8 +189,7 @@ def evaluate_photos(
     """
     rows: dict[str, list[dict]] = {"model": [], GREY: []}
     for index, photo in enumerate(photos):
-        lightness = rgb_to_lab(photo[None].double()).float()[:, :1]
-        variants = colorize_variants(colorizer, [colorizer.decode.method], lightness)
+        variants = photo_variants(colorizer, photo)
         scores = score_frames(variants, photo[None].float())
         rows["model"].append(scores[colorizer.decode.method])
         rows[GREY].append(scores[GREY])

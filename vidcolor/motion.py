@@ -40,18 +40,19 @@ def _dis() -> cv2.DISOpticalFlow:
 
 
 def flow_luma(lightness: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-    """The uint8 plane the flow is computed on.
+    """The uint8 planes the flow is computed on, for a batch at once (one transfer to the host).
 
     Args:
-        lightness: ``(H, W)`` L in [0, 1] (any device), at least ``size`` or not.
+        lightness: ``(B, H, W)`` L in [0, 1] (any device), at least ``size`` or not.
         size: the flow's ``(height, width)``.
     Returns:
-        ``(height, width)`` uint8 C-contiguous host array (L scaled to 0..255, area-averaged).
+        ``(B, height, width)`` uint8 C-contiguous host array (L scaled to 0..255, area-averaged).
     """
-    plane = lightness.float()
-    if tuple(plane.shape) != tuple(size):
-        plane = functional.interpolate(plane[None, None], size=size, mode="area")[0, 0]
-    return cv2.convertScaleAbs(np.ascontiguousarray(plane.cpu().numpy()), alpha=255.0)  # rounds and saturates
+    planes = lightness.float()
+    if tuple(planes.shape[-2:]) != tuple(size):
+        planes = functional.interpolate(planes[:, None], size=size, mode="area")[:, 0]
+    host = np.ascontiguousarray(planes.cpu().numpy())
+    return cv2.convertScaleAbs(host.reshape(-1, host.shape[-1]), alpha=255.0).reshape(host.shape)  # rounds, saturates
 
 
 def dense_flow(previous: np.ndarray, current: np.ndarray) -> np.ndarray:

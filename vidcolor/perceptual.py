@@ -28,10 +28,9 @@ from vidcolor.models.lite0_unet import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     LITE0_STAGES,
-    STEM_CHANNELS,
-    MBConvBlock,
     _bn,
     imagenet_weights_file,
+    lite0_trunk,
 )
 
 JUDGE_SIDE = 224
@@ -44,15 +43,8 @@ class Lite0Classifier(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self._conv_stem = nn.Conv2d(3, STEM_CHANNELS, 3, 2, 1, bias=False)
-        self._bn0 = _bn(STEM_CHANNELS)
-        blocks, c_in = [], STEM_CHANNELS
-        for repeats, kernel, stride, expand, c_out in LITE0_STAGES:
-            for i in range(repeats):
-                blocks.append(MBConvBlock(c_in, c_out, kernel, stride if i == 0 else 1, expand))
-                c_in = c_out
-        self._blocks = nn.ModuleList(blocks)
-        self._conv_head = nn.Conv2d(c_in, FEATURES, 1, bias=False)
+        self._conv_stem, self._bn0, self._blocks = lite0_trunk()
+        self._conv_head = nn.Conv2d(LITE0_STAGES[-1][4], FEATURES, 1, bias=False)
         self._bn1 = _bn(FEATURES)
         self._fc = nn.Linear(FEATURES, 1000)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -116,46 +108,53 @@ def frechet_distance(features: np.ndarray, reference: np.ndarray) -> float:
 class SetJudgement:
     """The judge's figures over a set of photos, scored one photo at a time.
 
-    :meth:`add` takes a photo's truth and its variants (e.g. ``{"grey": ..., "model": ...}``); a
-    photo's truth and grey copy are judged once per ``key`` and remembered, so a set scored again
-    (training's validation, every few thousand steps) only judges the new colours.
-    :meth:`figures` gives, per variant, ``{"frechet": ..., "agreement": ...}``.
+    :meth:`add` judges a photo's variants (e.g. ``{"grey": ..., "model": ...}``) against its
+    truth; the truth, and the variants named ``fixed`` (the grey copy), are judged once per ``key``
+    and remembered, so a set scored again (training's validation, every few thousand steps)
+    only judges the new colours. :meth:`figures` gives, per variant, the Frechet distance and the
+    agreement over the photos added since the last call.
     """
 
     def __init__(self, judge: Lite0Classifier) -> None:
         self.judge = judge
-        self._fixed: dict[tuple[str, str], tuple[np.ndarray, int]] = {}
-        self._features: dict[str, list[np.ndarray]] = {}
-        self._truth: list[np.ndarray] = []
+        self._remembered: dict[tuple[str, str], tuple[np.ndarray, int]] = {}
+        self._features: dict[str, list[np.ndarray]] = {"truth": []}
         self._agrees: dict[str, list[float]] = {}
 
     def add(
         self, key: str, truth: torch.Tensor, variants: dict[str, torch.Tensor], fixed: tuple[str, ...] = ()
-    ) -> None:
-        """Judge one photo: ``truth`` and each variant ``(1, 3, H, W)`` RGB in [0, 1]; ``fixed``: the
-        variants that never change for this ``key`` (the grey copy), remembered like the truth."""
-        names = [n for n in variants if (key, n) not in self._fixed or n not in fixed]
-        fresh = [("truth", truth)] if (key, "truth") not in self._fixed else []
-        fresh += [(n, variants[n]) for n in names]
-        features, classes = judge_images(self.judge, torch.cat([rgb for _, rgb in fresh]))
-        judged = {name: (features[i], int(classes[i])) for i, (name, _) in enumerate(fresh)}
-        for name, value in judged.items():
-            if name == "truth" or name in fixed:
-                self._fixed[(key, name)] = value
-        truth_features, truth_class = self._fixed[(key, "truth")]
-        self._truth.append(truth_features)
-        for name in variants:
-            features_, class_ = judged.get(name) or self._fixed[(key, name)]
+    ) -> dict[str, float]:
+        """Judge one photo: ``truth`` and each variant ``(1, 3, H, W)`` RGB in [0, 1].
+
+        Returns:
+            per variant, 1.0 where the classifier's top-1 class on it is its class on the truth, else 0.0.
+        """
+        views = {"truth": truth, **variants}
+        fresh = [name for name in views if (key, name) not in self._remembered]
+        judged = {}
+        if fresh:
+            features, classes = judge_images(self.judge, torch.cat([views[name] for name in fresh]))
+            judged = {name: (features[i], int(classes[i])) for i, name in enumerate(fresh)}
+        for name in ("truth", *fixed):
+            if name in judged:
+                self._remembered[(key, name)] = judged[name]
+        seen = {name: judged.get(name) or self._remembered[(key, name)] for name in views}
+        truth_class = seen["truth"][1]
+        agrees = {name: float(seen[name][1] == truth_class) for name in variants}
+        for name, (features_, _) in seen.items():
             self._features.setdefault(name, []).append(features_)
-            self._agrees.setdefault(name, []).append(float(class_ == truth_class))
+        for name, value in agrees.items():
+            self._agrees.setdefault(name, []).append(value)
+        return agrees
 
     def figures(self) -> dict[str, dict[str, float]]:
         """Per variant: the Frechet distance to the truth's features (nan under 2 photos) and the
         agreement; the set is then emptied (remembered truths are kept)."""
-        truth = np.stack(self._truth) if self._truth else np.zeros((0, FEATURES))
+        truth = self._features["truth"]
         out = {}
-        for name, rows in self._features.items():
-            distance = frechet_distance(np.stack(rows), truth) if len(rows) >= 2 else float("nan")
-            out[name] = {"frechet": distance, "agreement": float(np.mean(self._agrees[name]))}
-        self._features, self._truth, self._agrees = {}, [], {}
+        for name, agrees in self._agrees.items():
+            rows = self._features[name]
+            distance = frechet_distance(np.stack(rows), np.stack(truth)) if len(rows) >= 2 else float("nan")
+            out[name] = {"frechet": distance, "agreement": float(np.mean(agrees))}
+        self._features, self._agrees = {"truth": []}, {}
         return out

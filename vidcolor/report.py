@@ -34,7 +34,7 @@ from vidcolor.colorizer import Colorizer
 from vidcolor.errors import VidcolorError
 from vidcolor.evaluation import CLIP_METRICS, PHOTO_METRICS, colorize_variants, load_rgb, mean_scores, score_frames
 from vidcolor.inputs import expand_inputs, is_held_out, sniff_kind
-from vidcolor.perceptual import Lite0Classifier, frechet_distance, judge_images, load_judge
+from vidcolor.perceptual import SetJudgement, load_judge
 from vidcolor.runner import one_file
 
 PANEL_HEIGHT = 192
@@ -51,7 +51,6 @@ class ItemResult:
     scores: dict[str, dict[str, float]] = field(default_factory=dict)
     pictures: list[str] = field(default_factory=list)
     frames: int = 1
-    features: dict[str, np.ndarray] = field(default_factory=dict)  # the judge's (1280,) features per variant
 
 
 def _label(image: Image.Image, text: str) -> Image.Image:
@@ -82,24 +81,27 @@ class Evaluator:
     """Scores every decoding on ground truth (through :mod:`vidcolor.evaluation`) and draws the pictures."""
 
     def __init__(
-        self, colorizer: Colorizer, decodings: list[str], out: Path, max_frames: int, judge: Lite0Classifier | None
+        self,
+        colorizer: Colorizer,
+        decodings: list[str],
+        out: Path,
+        max_frames: int,
+        judgement: SetJudgement | None,
     ) -> None:
         self.colorizer = colorizer
         self.decodings = decodings
         self.out = out
         self.max_frames = max_frames
-        self.judge = judge
+        self.judgement = judgement
 
     def photo(self, path: Path) -> ItemResult:
         truth = load_rgb(path)[None]
         variants = colorize_variants(self.colorizer, self.decodings, rgb_to_lab(truth.double()).float()[:, :1])
         result = ItemResult(path.name, "photo", scores=score_frames(variants, truth))
-        if self.judge is not None:
-            names = list(variants)
-            features, classes = judge_images(self.judge, torch.cat([truth, *(variants[n].rgb for n in names)]))
-            result.features = {"truth": features[0], **{n: features[i + 1] for i, n in enumerate(names)}}
-            for i, name in enumerate(names):
-                result.scores[name]["agreement"] = float(classes[i + 1] == classes[0])
+        if self.judgement is not None:
+            agrees = self.judgement.add(str(path), truth, {name: v.rgb for name, v in variants.items()})
+            for name, value in agrees.items():
+                result.scores[name]["agreement"] = value
         panels = [_panel(variants["grey"].rgb[0], "grey input")]
         panels += [_panel(variants[m].rgb[0], m) for m in self.decodings]
         panels.append(_panel(truth[0], "ground truth"))
@@ -161,25 +163,28 @@ def _format(value: float) -> str:
     return f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
 
 
-def summarise(results: list[ItemResult]) -> dict[str, dict[str, dict[str, float]]]:
-    """Mean scores per kind (photo / video) and variant (:func:`evaluation.mean_scores`)."""
+def summarise(
+    results: list[ItemResult], frechet: dict[str, float] | None = None
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Mean scores per kind (photo / video) and variant (:func:`evaluation.mean_scores`), with
+    each photo variant's Frechet distance over the set when ``frechet`` gives it."""
     summary: dict[str, dict[str, dict[str, float]]] = {}
     for kind in ("photo", "video"):
         items = [r for r in results if r.kind == kind]
         if not items:
             continue
         summary[kind] = {variant: mean_scores([r.scores[variant] for r in items]) for variant in items[0].scores}
-        judged = [r for r in items if r.features]
-        if kind == "photo" and len(judged) >= 2:
-            truth = np.stack([r.features["truth"] for r in judged])
+        if kind == "photo" and frechet:
             for variant, row in summary[kind].items():
-                row["frechet"] = frechet_distance(np.stack([r.features[variant] for r in judged]), truth)
+                if math.isfinite(frechet.get(variant, math.nan)):
+                    row["frechet"] = frechet[variant]
     return summary
 
 
-def write_report(results: list[ItemResult], out: Path, settings: dict) -> dict:
-    """Write metrics.json, metrics.csv and index.html; returns the summary."""
-    summary = summarise(results)
+def write_report(results: list[ItemResult], out: Path, settings: dict, frechet: dict[str, float] | None = None) -> dict:
+    """Write metrics.json, metrics.csv and index.html; returns the summary (``frechet``: the
+    photo variants' Frechet distances, :func:`summarise`)."""
+    summary = summarise(results, frechet)
     payload = {
         "settings": settings,
         "summary": summary,
@@ -276,10 +281,10 @@ def run_eval(
     elif held_out:
         files = [f for f in files if is_held_out(f, held_out)]
     out.mkdir(parents=True, exist_ok=True)
-    judge = None
+    judgement = None
     if perceptual:
         try:
-            judge = load_judge()
+            judgement = SetJudgement(load_judge())
         except VidcolorError:
             console.print(
                 "note: no perceptual figures (Frechet distance, classifier agreement): they need the ImageNet "
@@ -287,7 +292,7 @@ def run_eval(
                 highlight=False,
                 markup=False,
             )
-    evaluator = Evaluator(colorizer, decodings, out, max_frames, judge)
+    evaluator = Evaluator(colorizer, decodings, out, max_frames, judgement)
     results: list[ItemResult] = []
     with Progress(
         TextColumn("[bold]evaluating"),
@@ -314,7 +319,8 @@ def run_eval(
         "held_out": held_out,
         "held_out_of": [str(p) for p in held_out_of or []],
     }
-    summary = write_report(results, out, settings)
+    frechet = {name: row["frechet"] for name, row in judgement.figures().items()} if judgement else None
+    summary = write_report(results, out, settings, frechet)
     print_summary(summary, Console(soft_wrap=True))
     console.print(
         f"evaluated {len(results)} of {len(results) + failures} input(s); report in {out / 'index.html'}",

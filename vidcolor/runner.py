@@ -223,9 +223,8 @@ def run_colorize(
                     summary = colorize_video(
                         job.source, job.target, colorizer, quiet=quiet, console=console, options=video_options
                     )
-                except VidcolorError as error:
-                    truncated = isinstance(error, TruncatedFilmError)
-                    raise VidcolorError(str(error) + _kept_work(job.target, truncated)) from None
+                except TruncatedFilmError as error:  # its kept work needs --accept-truncated to finish
+                    raise VidcolorError(str(error) + _kept_work(job.target, truncated=True)) from None
                 console.print(summary, highlight=False)
                 done += 1
         except KeyboardInterrupt:

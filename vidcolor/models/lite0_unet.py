@@ -99,6 +99,18 @@ def _decoder_conv(c_in: int, c_out: int, style: str) -> nn.Sequential:
     )
 
 
+def lite0_trunk() -> tuple[nn.Conv2d, nn.BatchNorm2d, nn.ModuleList]:
+    """EfficientNet-Lite0's stem convolution, its batch norm and its 16 MBConv blocks (RGB in,
+    320 channels at 1/32 out), fresh; kept as ``_conv_stem``, ``_bn0``, ``_blocks`` so that the
+    ImageNet weight file's names fit."""
+    blocks, c_in = [], STEM_CHANNELS
+    for repeats, kernel, stride, expand, c_out in LITE0_STAGES:
+        for i in range(repeats):
+            blocks.append(MBConvBlock(c_in, c_out, kernel, stride if i == 0 else 1, expand))
+            c_in = c_out
+    return nn.Conv2d(3, STEM_CHANNELS, 3, 2, 1, bias=False), _bn(STEM_CHANNELS), nn.ModuleList(blocks)
+
+
 class Lite0UNet(ColorNet):
     """Lightness ``(B, 1, H, W)`` (normalised) -> logits ``(B, Q, H/4, W/4)`` or ab ``(B, 2, H/4, W/4)``.
 
@@ -116,14 +128,7 @@ class Lite0UNet(ColorNet):
         style = self.config.decoder
         if style not in DECODERS:
             raise VidcolorError(f"unknown lite0-unet decoder {style!r}; choose from {', '.join(DECODERS)}")
-        self._conv_stem = nn.Conv2d(3, STEM_CHANNELS, 3, 2, 1, bias=False)
-        self._bn0 = _bn(STEM_CHANNELS)
-        blocks, c_in = [], STEM_CHANNELS
-        for repeats, kernel, stride, expand, c_out in LITE0_STAGES:
-            for i in range(repeats):
-                blocks.append(MBConvBlock(c_in, c_out, kernel, stride if i == 0 else 1, expand))
-                c_in = c_out
-        self._blocks = nn.ModuleList(blocks)
+        self._conv_stem, self._bn0, self._blocks = lite0_trunk()
         # indices of the blocks whose outputs feed the decoder: the ends of 1/4, 1/8, 1/16, 1/32
         ends = [sum(s[0] for s in LITE0_STAGES[: i + 1]) - 1 for i in range(len(LITE0_STAGES))]
         self.taps = [ends[1], ends[2], ends[4], ends[6]]
