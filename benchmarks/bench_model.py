@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vidcolor.colorizer import build_colorizer  # noqa: E402
+from vidcolor.colorizer import ColorizerSpec  # noqa: E402
 from vidcolor.runtime import RUNTIMES, cpu_has_bf16, installed  # noqa: E402
 
 
@@ -83,13 +83,13 @@ def main() -> None:
         variants.insert(0, ("torch", "f32"))  # the reference of the speed-ups
     models = args.models.split(",")
     colorizers = {
-        (m, variant_name(r, p)): build_colorizer(m, args.size, "cpu", None, None, runtime=r, precision=p)
+        (m, variant_name(r, p)): ColorizerSpec(m, args.size, "cpu", None, None, runtime=r, precision=p).build()
         for m in models
         for r, p in variants
     }
     defaults = {}  # per model: what --runtime auto --precision auto picks
     for model in models:
-        chosen = build_colorizer(model, args.size, "cpu", None, None, runtime="auto", precision="auto")
+        chosen = ColorizerSpec(model, args.size, "cpu", None, None, runtime="auto", precision="auto").build()
         defaults[model] = variant_name(chosen.runtime, chosen.precision)
     print(f"{torch.get_num_threads()} CPU threads, {args.size} px; {args.runs} runs")
     for model in models:

@@ -136,7 +136,9 @@ def photo_quality(model) -> dict:
     paths = find_images([SHARED / "val"])
     out = {}
     for method in DECODINGS:
-        result = evaluate_paths(Colorizer(model, "cpu", 256, DecodeSettings(method)), paths)
+        result = evaluate_paths(
+            Colorizer(model, "cpu", 256, DecodeSettings(method), runtime="torch", precision="f32"), paths
+        )
         out[method], out["grey"] = result["model"], result["grey"]
     return out
 
@@ -162,7 +164,9 @@ def clip_quality(model, limit: int) -> dict:
         lightness = torch.cat([rgb_to_lab(chunk)[:, :1] for chunk in rgb.split(16)])
         for temporal in (False, True):
             methods = [m for m, t in variants if t == temporal]
-            colorizer = Colorizer(model, "cpu", 256, DecodeSettings("mean", temporal=temporal))
+            colorizer = Colorizer(
+                model, "cpu", 256, DecodeSettings("mean", temporal=temporal), runtime="torch", precision="f32"
+            )
             scores = score_frames(colorize_variants(colorizer, methods, lightness, film=True), rgb, clip=True)
             for method in methods:
                 rows[f"{method}{' +temporal' if temporal else ''}"].append(scores[method])
@@ -190,7 +194,7 @@ def main() -> None:
             f"frame: numba {row['numba_frame_ms']:7.2f} ms, numpy {row['numpy_frame_ms']:8.1f} ms, "
             f"speed-up {row['speedup_frame']:5.1f}x"
         )
-    share = network_share(Colorizer(model, "cpu", 256, DecodeSettings("mean")))
+    share = network_share(Colorizer(model, "cpu", 256, DecodeSettings("mean"), runtime="torch", precision="f32"))
     figures["share"] = share
     print(
         f"per frame (examples/astronaut_bw.jpg, 256 px): network {share['network_ms_per_frame']:.1f} ms, "

@@ -27,6 +27,7 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
+from rich.console import Console
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -34,9 +35,10 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.bench_model import runtime_variants, variant_name  # noqa: E402
 from benchmarks.peak_memory import cli_peak_mib  # noqa: E402
 from tests.clips import make_clip  # noqa: E402
-from vidcolor.chroma import chroma_planes  # noqa: E402
-from vidcolor.colorizer import build_colorizer  # noqa: E402
-from vidcolor.video import VideoOptions, colorize_video  # noqa: E402
+from vidcolor.colorizer import ColorizerSpec  # noqa: E402
+from vidcolor.film.engine import colorize_film  # noqa: E402
+from vidcolor.film.frames import chroma_planes  # noqa: E402
+from vidcolor.film.job import FilmJob, FilmOptions  # noqa: E402
 
 
 def decode_rate(clip: Path) -> tuple[float, int, list[np.ndarray]]:
@@ -74,7 +76,7 @@ def network_rate(colorizer, sample: list[np.ndarray], frames: int, batch_size: i
     return done / (time.perf_counter() - start)
 
 
-def encode_rate(clip: Path, options: VideoOptions) -> float:
+def encode_rate(clip: Path, options: FilmOptions) -> float:
     """Frames/s of a PyAV transcode of the clip (decode + encode with the same settings)."""
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
@@ -83,9 +85,9 @@ def encode_rate(clip: Path, options: VideoOptions) -> float:
             stream = source.streams.video[0]
             stream.thread_type = "AUTO"
             out = target.add_stream(
-                options.codec or "libx264",
+                options.encoder.codec or "libx264",
                 rate=stream.average_rate or 25,
-                options={"crf": str(options.crf), "preset": options.preset},
+                options={"crf": str(options.encoder.crf), "preset": options.encoder.preset},
             )
             out.width, out.height, out.pix_fmt = stream.codec_context.width, stream.codec_context.height, "yuv420p"
             out.time_base = out.codec_context.time_base = stream.time_base
@@ -99,10 +101,11 @@ def encode_rate(clip: Path, options: VideoOptions) -> float:
         return count / (time.perf_counter() - start)
 
 
-def pipeline_rate(clip: Path, colorizer, options: VideoOptions) -> float:
+def pipeline_rate(clip: Path, colorizer, options: FilmOptions) -> float:
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
-        summary = colorize_video(clip, Path(folder) / f"out{clip.suffix}", colorizer, quiet=True, options=options)
+        job = FilmJob(clip, Path(folder) / f"out{clip.suffix}", options)
+        summary = colorize_film(job, colorizer, Console(stderr=True), quiet=True)
         elapsed = time.perf_counter() - start
     frames = int(summary.split(": ")[1].split(" frames")[0])
     return frames / elapsed
@@ -143,12 +146,12 @@ def main() -> None:
     if clip is None:
         clip = work / "clip.mp4"
         make_clip(clip, frames=args.frames, width=args.width, height=args.height, fps=25, gop=25)
-    options = VideoOptions(batch_size=args.batch_size, segment_seconds=0)
-    segmented = VideoOptions(batch_size=args.batch_size, segment_seconds=args.segment_seconds)
+    options = FilmOptions(batch_size=args.batch_size, segment_seconds=0)
+    segmented = FilmOptions(batch_size=args.batch_size, segment_seconds=args.segment_seconds)
     colorizers = {
-        variant_name(runtime, precision): build_colorizer(
+        variant_name(runtime, precision): ColorizerSpec(
             args.model, args.size, args.device, args.decode, None, runtime=runtime, precision=precision
-        )
+        ).build()
         for runtime, precision in runtime_variants(args.runtimes)
     }
     first = next(iter(colorizers.values()))

@@ -85,7 +85,7 @@ def temporal_variants(temperature: float, blends: list[float], mrf_weights: list
 def score(model, settings: dict[str, DecodeSettings], items: list[tuple[torch.Tensor, bool]], runtime: str) -> dict:
     """Mean scores per decoding (and grey) over ``(T, 3, H, W)`` frames, each a clip or a photo."""
     rows: dict[str, list[dict]] = {name: [] for name in ["grey", *settings]}
-    colorizer = Colorizer(model, "cpu", 256, runtime=runtime)
+    colorizer = Colorizer(model, "cpu", 256, runtime=runtime, precision="auto")
     for frames, clip in items:
         lightness = torch.cat([rgb_to_lab(c.double()).float()[:, :1] for c in frames.split(16)])
         scores = score_frames(colorize_variants(colorizer, settings, lightness, film=clip), frames, clip)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from vidcolor.colorizer import build_colorizer
+from vidcolor.colorizer import ColorizerSpec
 from vidcolor.evaluation import evaluate_paths
 from vidcolor.inputs import find_images
 from vidcolor.models import DEFAULT_WEIGHTS
@@ -22,7 +22,7 @@ from vidcolor.models import DEFAULT_WEIGHTS
 
 def main(model_path: Path, val_dir: Path) -> None:
     torch.set_num_threads(2)
-    colorizer = build_colorizer(str(model_path), 256, "cpu", None, None)
+    colorizer = ColorizerSpec(str(model_path), 256, "cpu", None, None).build()
     paths = find_images([val_dir])
     result = evaluate_paths(colorizer, paths)
     result["decoding"] = asdict(colorizer.decode)

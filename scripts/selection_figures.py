@@ -24,7 +24,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from vidcolor.colorizer import build_colorizer  # noqa: E402
+from vidcolor.colorizer import ColorizerSpec  # noqa: E402
 from vidcolor.evaluation import evaluate_photos  # noqa: E402
 from vidcolor.inputs import find_images, is_held_out  # noqa: E402
 from vidcolor.perceptual import SetJudgement, load_judge  # noqa: E402
@@ -59,7 +59,7 @@ def main() -> None:
     judgements = {name: SetJudgement(judge) for name in sets if name != "faces"}  # one per set: keys are indices
     figures: dict[str, dict] = {}
     for model in args.models:
-        colorizer = build_colorizer(model, SIDE, "cpu", args.decode, args.temperature)
+        colorizer = ColorizerSpec(model, SIDE, "cpu", args.decode, args.temperature).build()
         figures[model] = {}
         for name, stack in images.items():
             started = time.perf_counter()

@@ -143,3 +143,24 @@ def make_clip(
             container.mux(packet)
     container.close()
     return {"pts": pts_list, "time_base": time_base, "duration": duration}
+
+
+def make_grey_copy(source: Path, target: Path, limit: int | None = None) -> None:
+    """``source``'s film (its first ``limit`` frames) with the chroma set to neutral and the luma
+    kept, as H.264 at CRF 12 with the source's time base and timestamps: a colour clip turned
+    grey, whose truth is the source."""
+    with av.open(str(source)) as inp, av.open(str(target), "w") as out:
+        film = inp.streams.video[0]
+        video = out.add_stream("libx264", rate=film.average_rate or 25, options={"crf": "12", "preset": "fast"})
+        video.width, video.height, video.pix_fmt = film.width, film.height, "yuv420p"
+        video.time_base = film.time_base
+        for count, frame in enumerate(inp.decode(film)):
+            if limit is not None and count >= limit:
+                break
+            planar = frame.reformat(format="yuv420p")
+            for plane in planar.planes[1:]:
+                plane.update(np.full(plane.buffer_size, 128, np.uint8).tobytes())
+            planar.pts, planar.time_base = frame.pts, frame.time_base
+            planar.pict_type = av.video.frame.PictureType.NONE
+            out.mux(video.encode(planar))
+        out.mux(video.encode(None))

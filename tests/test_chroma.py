@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch.nn import functional
 
-from vidcolor.chroma import luma_to_lightness_8bit, rgb_to_chroma, shrink_luma
-from vidcolor.chroma_cpu import chroma_from_ab
 from vidcolor.color import compose_lab, lab_to_rgb
 from vidcolor.colorizer import upsample_ab
+from vidcolor.film.frames import luma_to_lightness_8bit, rgb_to_chroma, shrink_luma
+from vidcolor.film.frames_cpu import chroma_from_ab
 
 
 def torch_chroma(luma: torch.Tensor, ab: torch.Tensor, full_range: bool, matrix: str):

@@ -3,8 +3,8 @@ import pytest
 import torch
 from skimage import color as skcolor
 
-from vidcolor.chroma import luma_to_lightness_8bit
 from vidcolor.color import compose_lab, lab_to_rgb, lightness_to_luma, luma_to_lightness, luma_to_unit, rgb_to_lab
+from vidcolor.film.frames import luma_to_lightness_8bit
 
 EDGE_COLOURS = np.array(
     [

@@ -15,7 +15,7 @@ from tests.clips import make_clip
 from tests.conftest import smooth_colour_image
 from vidcolor import metrics
 from vidcolor.color import lab_to_rgb, rgb_to_lab
-from vidcolor.colorizer import build_colorizer
+from vidcolor.colorizer import ColorizerSpec
 from vidcolor.evaluation import grey_image, score_image, score_photo
 
 
@@ -124,7 +124,7 @@ def test_eval_cli_writes_every_report_file_it_links(tmp_path):
 
 
 def test_a_photos_scores_do_not_depend_on_what_was_scored_before():
-    colorizer = build_colorizer("default", 64, "cpu", "annealed", None, temporal=True)
+    colorizer = ColorizerSpec("default", 64, "cpu", "annealed", None, temporal=True).build()
     first = torch.from_numpy(smooth_colour_image(64, 64, seed=1)).permute(2, 0, 1).float() / 255
     second = torch.from_numpy(smooth_colour_image(64, 64, seed=2)).permute(2, 0, 1).float() / 255
     alone = score_photo(colorizer, second)

@@ -23,7 +23,7 @@ from PIL import Image
 
 from tests.clips import make_clip, make_flat_film
 from tests.conftest import run_cli_process
-from vidcolor.film_input import FilmReader
+from vidcolor.film.source import FilmReader
 
 FAST = ("--size", "64")  # the film is under test, not its colours
 

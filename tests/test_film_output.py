@@ -5,8 +5,8 @@ from __future__ import annotations
 import av
 
 from tests.clips import make_clip
-from vidcolor.film_input import SourceFilm
-from vidcolor.film_output import FilmOutput, StreamFate
+from vidcolor.film.sink import EncoderSettings, FilmOutput, StreamFate
+from vidcolor.film.source import SourceFilm
 
 
 def test_each_stream_has_one_fate_and_empty_packets_are_skipped(tmp_path):
@@ -14,7 +14,7 @@ def test_each_stream_has_one_fate_and_empty_packets_are_skipped(tmp_path):
     make_clip(source, frames=4, audio=("aac", "pcm_s16le"), subtitles=True)
     target = tmp_path / "out.mp4"
     with SourceFilm.open(source) as film:
-        output = FilmOutput(target, film, None, 18, "ultrafast")
+        output = FilmOutput(target, film, EncoderSettings(preset="ultrafast"))
         try:
             kinds = {
                 film.container.streams[i].type + ":" + film.container.streams[i].codec_context.name: other.fate

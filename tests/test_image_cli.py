@@ -213,7 +213,7 @@ def test_read_image_matches_pillow_for_plain_rgb(tmp_path):
 
 def test_tiled_upsampling_matches_the_whole_image_upsampling():
     from vidcolor.colorizer import upsample_ab
-    from vidcolor.image import _upsample_rows
+    from vidcolor.film.frames import _upsample_rows
 
     low = torch.rand(1, 2, 64, 64, generator=torch.Generator().manual_seed(0)) * 200 - 100
     height, width = 1000, 777

@@ -54,7 +54,7 @@ def test_size_must_fit_the_encoder():
 
     model = build_model("lite0-unet", {"num_bins": 4}, torch.zeros(4, 2))
     with pytest.raises(VidcolorError, match="multiple of 32"):
-        Colorizer(model, size=80)
+        Colorizer(model, size=80, runtime="torch", precision="f32")
 
 
 def test_separable_decoder_convolutions_are_pointwise_and_depthwise():

@@ -144,7 +144,7 @@ def tiny_colorizer(method, temporal=True, reference=None, scene_cut=mrf.SCENE_CU
     settings = DecodeSettings(
         method, temporal=temporal, reference=reference, mrf=replace(mrf.POTTS_CLASSIC, scene_cut=scene_cut)
     )
-    return Colorizer(model, "cpu", 64, settings)
+    return Colorizer(model, "cpu", 64, settings, runtime="torch", precision="f32")
 
 
 def test_colorizer_mrf_decoding_and_reference_histogram():

@@ -15,8 +15,9 @@ import pytest
 from tests.clips import make_clip
 from tests.conftest import run_cli_process
 from tests.test_video_cli import check_film
-from vidcolor.journal import work_folder
-from vidcolor.ray_engine import _failure_message
+from vidcolor.film.job import FilmJob
+from vidcolor.film.journal import work_folder
+from vidcolor.film.ray import _failure_message
 
 RAY_CLI = [sys.executable, "-c", "from ray.scripts.scripts import main; main()"]
 
@@ -116,6 +117,6 @@ class _Wrapped(Exception):
 def test_worker_failures_name_the_film():
     from vidcolor.errors import VidcolorError
 
-    source = Path("/films/x.mp4")
-    assert _failure_message(source, _Wrapped(VidcolorError("/films/x.mp4: broken"))) == "/films/x.mp4: broken"
-    assert _failure_message(source, _Wrapped(ValueError("odd"))) == "/films/x.mp4: ValueError: odd"
+    job = FilmJob(Path("/films/x.mp4"), Path("/films/x_color.mp4"))
+    assert _failure_message(job, _Wrapped(VidcolorError("/films/x.mp4: broken"))) == "/films/x.mp4: broken"
+    assert _failure_message(job, _Wrapped(ValueError("odd"))) == "/films/x.mp4: ValueError: odd"

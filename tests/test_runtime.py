@@ -10,7 +10,7 @@ from torch.nn import functional
 from tests.conftest import SHARED
 from tests.test_models import ECCV16_KEYS, SIGGRAPH17_KEYS, fake_release
 from vidcolor.color import normalize_lightness, rgb_to_lab
-from vidcolor.colorizer import Colorizer, build_colorizer, network_shape
+from vidcolor.colorizer import Colorizer, ColorizerSpec, network_shape
 from vidcolor.errors import VidcolorError
 from vidcolor.evaluation import load_rgb
 from vidcolor.inputs import find_images
@@ -54,8 +54,8 @@ FAITHFUL = [(r, "f32") for r in EXPORTED] + [("torch", "mixed")] + ([("openvino"
 @pytest.mark.skipif(not (SHARED / "data" / "val").exists(), reason="needs ../shared/data")
 @pytest.mark.parametrize(("runtime", "precision"), FAITHFUL)
 def test_every_runtime_gives_torchs_colours_on_shared_photos_and_clip(runtime, precision):
-    torch_colorizer = build_colorizer("default", 256, "cpu", None, None, runtime="torch", precision="f32")
-    colorizer = build_colorizer("default", 256, "cpu", None, None, runtime=runtime, precision=precision)
+    torch_colorizer = ColorizerSpec("default", 256, "cpu", None, None, runtime="torch", precision="f32").build()
+    colorizer = ColorizerSpec("default", 256, "cpu", None, None, runtime=runtime, precision=precision).build()
     assert colorizer.precision == precision
     for lightness in shared_lightness():
         reference = torch_colorizer.ab_lowres(lightness)
@@ -68,10 +68,10 @@ def test_every_runtime_gives_torchs_colours_on_shared_photos_and_clip(runtime, p
 @pytest.mark.skipif(not (SHARED / "data" / "val").exists(), reason="needs ../shared/data")
 @pytest.mark.skipif(not cpu_has_bf16(), reason="needs a CPU with native bf16 and OpenVINO")
 def test_openvino_in_bf16_computes_in_bf16_and_keeps_the_colours_close():
-    reference_colorizer = build_colorizer("default", 256, "cpu", None, None, runtime="torch", precision="f32")
-    colorizer = build_colorizer("default", 256, "cpu", None, None, runtime="openvino", precision="bf16")
-    mixed = build_colorizer("default", 256, "cpu", None, None, runtime="openvino", precision="mixed")
-    default = build_colorizer("default", 256, "cpu", None, None, runtime="openvino")
+    reference_colorizer = ColorizerSpec("default", 256, "cpu", None, None, runtime="torch", precision="f32").build()
+    colorizer = ColorizerSpec("default", 256, "cpu", None, None, runtime="openvino", precision="bf16").build()
+    mixed = ColorizerSpec("default", 256, "cpu", None, None, runtime="openvino", precision="mixed").build()
+    default = ColorizerSpec("default", 256, "cpu", None, None, runtime="openvino").build()
     assert default.precision == "mixed" and colorizer.precision == "bf16"
     # a film is never resumed in another precision
     assert len({default.fingerprint(), colorizer.fingerprint(), reference_colorizer.fingerprint()}) == 3
@@ -243,7 +243,7 @@ def test_runtime_choice(monkeypatch):
         resolve_runtime("openvino", CPU)
     monkeypatch.setattr("vidcolor.runtime.installed", lambda name: name == "torch")
     assert resolve_runtime("auto", CPU) == "torch"
-    assert Colorizer(small_model(0), runtime="auto").runtime == "torch"
+    assert Colorizer(small_model(0), runtime="auto", precision="auto").runtime == "torch"
 
 
 @pytest.mark.parametrize(
@@ -269,7 +269,7 @@ def test_the_network_sees_frames_in_their_own_proportions_at_about_the_same_area
 def test_a_wide_film_is_colorized_in_its_own_proportions(tmp_path, monkeypatch, runtime):
     monkeypatch.setenv("VIDCOLOR_CACHE", str(tmp_path))
     model = small_model(0)
-    colorizer = Colorizer(model, size=64, runtime=runtime)
+    colorizer = Colorizer(model, size=64, runtime=runtime, precision="auto")
     lightness = torch.rand(2, 1, 90, 160) * 100
     logits = colorizer.logits(lightness)
     assert logits.shape[-2:] == (48 // model.output_stride, 80 // model.output_stride)  # 48 x 80 in

@@ -6,17 +6,16 @@ import pytest
 
 from tests.clips import make_clip
 from vidcolor.errors import VidcolorError
-from vidcolor.film_assembly import film_decode_times
-from vidcolor.journal import Journal, film_fingerprint, work_folder
-from vidcolor.segments import (
+from vidcolor.film.assembly import film_decode_times
+from vidcolor.film.journal import Journal, film_fingerprint, pack_segment, read_segment, work_folder
+from vidcolor.film.segments import (
     EncodedPacket,
     Segment,
     SegmentResult,
     choose_boundaries,
-    pack_segment,
     plan_segments,
-    read_segment,
     reorder_delay,
+    runs_of,
 )
 
 
@@ -121,3 +120,9 @@ def test_fingerprint_follows_the_input_and_the_settings(tmp_path):
     assert film_fingerprint(source, "model-1", {"crf": 20}) != base
     source.write_bytes(b"a" * 4999 + b"b")
     assert film_fingerprint(source, "model-1", {"crf": 18}) != base
+
+
+def test_missing_segments_run_in_consecutive_stretches():
+    segments = [Segment(i, i * 10, i * 10 + 10, None) for i in (0, 1, 3, 4, 5, 7)]
+    assert [[s.index for s in run] for run in runs_of(segments)] == [[0, 1], [3, 4, 5], [7]]
+    assert runs_of([]) == []

@@ -17,7 +17,7 @@ import pytest
 from tests.clips import make_clip, make_flat_film
 from tests.conftest import run_cli
 from tests.test_video_cli import assert_same_packets, check_film, packets, times
-from vidcolor.journal import JOURNAL_NAME, work_folder
+from vidcolor.film.journal import JOURNAL_NAME, work_folder
 
 FAST = ("--size", "64")
 

@@ -11,7 +11,7 @@ import torch
 
 from tests.conftest import ROOT
 from vidcolor import decoding, motion
-from vidcolor.colorizer import build_colorizer
+from vidcolor.colorizer import ColorizerSpec
 from vidcolor.decoding import FilmState
 from vidcolor.image import read_image
 
@@ -57,7 +57,7 @@ def test_confidence_is_low_where_the_warped_luma_does_not_match():
 
 @pytest.fixture(scope="module")
 def default_colorizer():
-    return build_colorizer("default", 192, "cpu", None, None, runtime="torch", precision="f32")
+    return ColorizerSpec("default", 192, "cpu", None, None, runtime="torch", precision="f32").build()
 
 
 @pytest.fixture(scope="module")

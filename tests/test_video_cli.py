@@ -199,7 +199,7 @@ def test_interrupt_stops_cleanly_and_leaves_no_file(tmp_path):
 
 @pytest.mark.one_pass  # no film is colorized
 def test_first_interrupt_asks_the_stages_to_stop_and_a_second_raises():
-    from vidcolor import film_pipeline
+    from vidcolor.film import pipeline as film_pipeline
 
     # Python's own handler, as in a terminal (a shell starts background jobs with SIGINT ignored)
     outer = signal.signal(signal.SIGINT, signal.default_int_handler)

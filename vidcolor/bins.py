@@ -257,3 +257,12 @@ def channel_marginals(logits: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
         out[:, 0].index_add_(1, cells[:, 0], weights)
         out[:, 1].index_add_(1, cells[:, 1], weights)
     return (out / out[:, :1].sum(dim=2, keepdim=True)).contiguous()
+
+
+def joint_marginals(probs: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+    """Per-channel distributions of joint ones: ``(h, w, Q)`` probabilities over ``bins`` ->
+    ``(2, 23, h, w)`` float32 over ``GRID_VALUES`` of a (index 0) and b (index 1)."""
+    cells = grid_cells(bins.to(probs.device))
+    grid = torch.arange(GRID_SIZE, device=probs.device)
+    members = torch.cat([(cells[:, channel, None] == grid) for channel in (0, 1)], dim=1).to(torch.float32)
+    return torch.matmul(probs.float(), members).unflatten(-1, (2, GRID_SIZE)).permute(2, 3, 0, 1).contiguous()

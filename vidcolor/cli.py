@@ -14,17 +14,19 @@ from vidcolor.memory import limit_malloc_arenas
 limit_malloc_arenas()  # before torch, numba and FFmpeg start threads
 
 from vidcolor import __version__  # noqa: E402
+from vidcolor.batch import run_colorize  # noqa: E402
 from vidcolor.bins import ANNEAL_TEMPERATURE  # noqa: E402
-from vidcolor.colorizer import DEFAULT_SIZE, build_colorizer  # noqa: E402
+from vidcolor.colorizer import ColorizerSpec  # noqa: E402
 from vidcolor.decoding import ALL_DECODINGS  # noqa: E402
 from vidcolor.errors import VidcolorError  # noqa: E402
+from vidcolor.film.job import FilmOptions  # noqa: E402
+from vidcolor.film.ray import RayCluster  # noqa: E402
+from vidcolor.film.sink import EncoderSettings  # noqa: E402
 from vidcolor.models.lite0_unet import DECODERS  # noqa: E402
 from vidcolor.models.vidnet import VidNetConfig  # noqa: E402
 from vidcolor.mrf import READOUTS, UNARIES, MRFSettings  # noqa: E402
-from vidcolor.runner import EngineChoice, run_colorize  # noqa: E402
 from vidcolor.runtime import PRECISIONS, RUNTIMES  # noqa: E402
 from vidcolor.train.config import TrainConfig  # noqa: E402
-from vidcolor.video import VideoOptions  # noqa: E402
 
 # `train` and `eval` import their modules when run: those pull in scipy.stats and the report's
 # drawing, which colorizing never needs.
@@ -63,39 +65,40 @@ def option_from(settings: type, field: str, *names: str, **kwargs: object) -> Ca
 
 
 def model_options(function):
-    """Options shared by the commands that run a model."""
+    """Options shared by the commands that run a model: each named as the
+    :class:`~vidcolor.colorizer.ColorizerSpec` field it sets, and defaulting to it."""
     options = [
-        click.option(
+        option_from(
+            ColorizerSpec,
+            "model",
             "--model",
-            default="default",
-            show_default=True,
             help="'default', or a weight file (.safetensors, or Zhang et al.'s eccv16/siggraph17 .pth).",
         ),
-        click.option(
+        option_from(
+            ColorizerSpec,
+            "size",
             "--size",
-            default=DEFAULT_SIZE,
-            show_default=True,
             type=int,
             help="Network input area as the side of a square, in pixels (multiple of 32 for the default model, 16 for "
             "vidnet); each frame keeps its proportions (a 16:9 film at 256 goes in as 192x352).",
         ),
-        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
+        option_from(ColorizerSpec, "device", "--device", help="auto, cpu, cuda or cuda:N."),
         click.option(
             "--temperature", type=float, help=f"Temperature of the annealed mean (default {ANNEAL_TEMPERATURE})."
         ),
-        click.option(
+        option_from(
+            ColorizerSpec,
+            "runtime",
             "--runtime",
             type=click.Choice(RUNTIMES),
-            default="auto",
-            show_default=True,
             help="Where the network runs: auto picks OpenVINO, else ONNX Runtime, on the CPU (exported once "
             "and cached) and PyTorch on a GPU.",
         ),
-        click.option(
+        option_from(
+            ColorizerSpec,
+            "precision",
             "--precision",
             type=click.Choice(PRECISIONS),
-            default="auto",
-            show_default=True,
             help="The network's arithmetic: auto is bf16 on a GPU; on the CPU mixed where OpenVINO runs on a CPU "
             "with AVX512-BF16 or AMX (the first layers in f32, the rest in bf16: about 2x f32, colours 0.06-0.11 "
             "Lab units from it), else f32. bf16 throughout: about 2.5x f32, colours moved by 0.23-0.86 Lab units.",
@@ -142,10 +145,25 @@ def model_options(function):
 @click.option(
     "--no-temporal", is_flag=True, help="Colorize each film frame on its own (no link to the previous frame)."
 )
-@option_from(VideoOptions, "batch_size", "--batch-size", type=int, help="Video frames per network batch.")
+@click.option(
+    "--hints",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Colour hints for one photo: an image of its size whose transparent (or, without alpha, black) "
+    "pixels are no hint and every other pixel asks for its colour, or JSON points "
+    '[{"x": 120, "y": 45, "colour": "#c03020"}, ...] (3x3 px each). The hints spread along the lightness edges.',
+)
+@click.option(
+    "--keyframes",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A folder of colour images of chosen frames, each named by its frame number (000120.png: frame 120 "
+    "from the start at the film's frame rate) or its time in seconds (t83.500.png); each colours its shot. "
+    "Start from the grey frame `vidcolor frames FILM --at SECONDS -o DIR` writes; a colour photo of the same "
+    "scene named the same way steers the shot more loosely.",
+)
+@option_from(FilmOptions, "batch_size", "--batch-size", type=int, help="Video frames per network batch.")
 @click.option("--codec", help="Video encoder for films (default libx264; libvpx-vp9 for .webm).")
-@option_from(VideoOptions, "crf", "--crf", type=int, help="Constant rate factor (libx264/libx265).")
-@option_from(VideoOptions, "preset", "--preset", help="Encoder preset (libx264/libx265).")
+@option_from(EncoderSettings, "crf", "--crf", type=int, help="Constant rate factor (libx264/libx265).")
+@option_from(EncoderSettings, "preset", "--preset", help="Encoder preset (libx264/libx265).")
 @click.option(
     "--accept-truncated",
     is_flag=True,
@@ -153,7 +171,7 @@ def model_options(function):
     "missing) instead of refusing it.",
 )
 @option_from(
-    VideoOptions,
+    FilmOptions,
     "segment_seconds",
     "--segment-seconds",
     type=click.FloatRange(min=0),
@@ -179,12 +197,6 @@ def model_options(function):
 def colorize(
     inputs: tuple[Path, ...],
     output: Path | None,
-    model: str,
-    size: int,
-    device: str,
-    temperature: float | None,
-    runtime: str,
-    precision: str,
     decode_method: str | None,
     mrf_iters: int,
     mrf_sigma: float,
@@ -192,6 +204,8 @@ def colorize(
     mrf_readout: str,
     reference: Path | None,
     no_temporal: bool,
+    hints: Path | None,
+    keyframes: Path | None,
     batch_size: int,
     codec: str | None,
     crf: int,
@@ -204,6 +218,7 @@ def colorize(
     workers: int | None,
     overwrite: bool,
     quiet: bool,
+    **model: object,
 ) -> None:
     """Colorize images and videos (told apart by their content)."""
     if engine != "ray" and (ray_address or workers):
@@ -215,33 +230,43 @@ def colorize(
     if mrf_sigma <= 0:
         raise click.BadParameter("must be positive", param_hint="--mrf-sigma")
 
-    failures = run_colorize(
-        list(inputs),
-        output,
-        model=model,
-        size=size,
-        device=device,
+    spec = ColorizerSpec(
         decode_method=decode_method,
-        temperature=temperature,
-        runtime=runtime,
-        precision=precision,
-        overwrite=overwrite,
-        quiet=quiet,
-        video_options=VideoOptions(
-            codec=codec,
-            crf=crf,
-            preset=preset,
-            batch_size=batch_size,
-            accept_truncated=accept_truncated,
-            segment_seconds=segment_seconds,
-            resume=not no_resume,
-        ),
-        engine=EngineChoice(engine, ray_address, workers),
         mrf=MRFSettings(iterations=mrf_iters, sigma=mrf_sigma, unary=mrf_unary, readout=mrf_readout),
         temporal=not no_temporal,
         reference=reference,
+        **model,
+    )
+    film_options = FilmOptions(
+        EncoderSettings(codec, crf, preset),
+        batch_size=batch_size,
+        accept_truncated=accept_truncated,
+        segment_seconds=segment_seconds,
+        resume=not no_resume,
+        keyframes=keyframes,
+    )
+    ray = RayCluster(ray_address, workers) if engine == "ray" else None
+    failures = run_colorize(
+        list(inputs), output, spec, film_options=film_options, overwrite=overwrite, quiet=quiet, ray=ray, hints=hints
     )
     sys.exit(1 if failures else 0)
+
+
+@main.command()
+@click.argument("film", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--at", "times", multiple=True, required=True, type=float, help="A time in seconds (repeat it).")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder.")
+def frames(film: Path, times: tuple[float, ...], output: Path) -> None:
+    """Write the frames of FILM at the given times as PNG files named for --keyframes (t83.520.png):
+    colour them in any photo editor, then colorize with --keyframes OUTPUT."""
+    from vidcolor.keyframes import export_frames
+
+    try:
+        for path in export_frames(film, list(times), output):
+            click.echo(str(path))
+    except VidcolorError as error:
+        click.echo(f"vidcolor: error: {error}", err=True)
+        sys.exit(1)
 
 
 @main.command()
@@ -351,32 +376,13 @@ def train(
     data: tuple[Path, ...],
     out: Path,
     val: Path | None,
-    loss: str,
-    bins: str,
     size: str,
-    epochs: int | None,
-    steps: int | None,
-    max_minutes: float | None,
-    arch: str,
-    batch_size: int,
-    lr: float,
-    encoder_lr: float | None,
-    ema: float,
-    hold_out: float,
     widths: str | None,
     decoder: str | None,
-    rebalance_lambda: float,
-    degrade: bool,
-    val_limit: int | None,
-    val_held_out: bool,
-    checkpoint_every: int,
-    val_every: int | None,
-    workers: int,
-    device: str,
-    seed: int,
     resume: bool,
     init_weights: Path | None,
     teacher: Path | None,
+    **settings: object,
 ) -> None:
     """Train a colorizer on folders of colour images.
 
@@ -386,56 +392,48 @@ def train(
     """
     from vidcolor.train.loop import train as run_training
 
+    sizes = _crop_sides(size)
+    if not 0 <= settings["ema"] < 1:
+        raise click.BadParameter("must be in [0, 1)", param_hint="--ema")
+    # the architecture's settings the command line gives (the rest: its defaults, or the --init model's)
+    net: dict = {"decoder": decoder} if decoder else {}
+    if widths:
+        net["widths"] = list(_widths(widths))
+    config = TrainConfig(
+        data=[str(d) for d in data],
+        out=str(out),
+        val=str(val) if val else None,
+        size=sizes[-1],
+        size_schedule=sizes if len(sizes) > 1 else [],
+        init=str(init_weights) if init_weights else None,
+        teacher=str(teacher) if teacher else None,
+        net=net,
+        command="vidcolor " + shlex.join(click.get_current_context().meta.get("vidcolor.argv", sys.argv[1:])),
+        **settings,
+    )
+    run_training(config, resume=resume)
+
+
+def _crop_sides(size: str) -> list[int]:
+    """``--size``: one crop side, or a schedule of comma-separated sides (multiples of 32)."""
     try:
         sizes = [int(side) for side in size.split(",")]
     except ValueError:
         raise click.BadParameter("a side in pixels, or comma-separated sides", param_hint="--size") from None
     if any(side <= 0 or side % 32 for side in sizes):
         raise click.BadParameter("every side must be a positive multiple of 32", param_hint="--size")
-    if not 0 <= ema < 1:
-        raise click.BadParameter("must be in [0, 1)", param_hint="--ema")
-    # the architecture's settings the command line gives (the rest: its defaults, or the --init model's)
-    net: dict = {"decoder": decoder} if decoder else {}
-    if widths:
-        try:
-            width_tuple = tuple(int(w) for w in widths.split(","))
-            if len(width_tuple) != 4:
-                raise ValueError
-        except ValueError:
-            raise click.BadParameter("four comma-separated integers", param_hint="--widths") from None
-        net["widths"] = list(width_tuple)
-    config = TrainConfig(
-        data=[str(d) for d in data],
-        out=str(out),
-        val=str(val) if val else None,
-        loss=loss,
-        bins=bins,
-        size=sizes[-1],
-        size_schedule=sizes if len(sizes) > 1 else [],
-        epochs=epochs,
-        steps=steps,
-        max_minutes=max_minutes,
-        arch=arch,
-        batch_size=batch_size,
-        lr=lr,
-        encoder_lr=encoder_lr,
-        ema=ema,
-        hold_out=hold_out,
-        rebalance_lambda=rebalance_lambda,
-        degrade=degrade,
-        workers=workers,
-        checkpoint_every=checkpoint_every,
-        val_every=val_every,
-        init=str(init_weights) if init_weights else None,
-        teacher=str(teacher) if teacher else None,
-        val_limit=val_limit,
-        val_held_out=val_held_out,
-        device=device,
-        seed=seed,
-        net=net,
-        command="vidcolor " + shlex.join(click.get_current_context().meta.get("vidcolor.argv", sys.argv[1:])),
-    )
-    run_training(config, resume=resume)
+    return sizes
+
+
+def _widths(widths: str) -> tuple[int, ...]:
+    """``--widths``: four comma-separated channel widths."""
+    try:
+        values = tuple(int(w) for w in widths.split(","))
+        if len(values) != 4:
+            raise ValueError
+    except ValueError:
+        raise click.BadParameter("four comma-separated integers", param_hint="--widths") from None
+    return values
 
 
 @main.command(name="eval")
@@ -483,12 +481,6 @@ def train(
 def evaluate(
     inputs: tuple[Path, ...],
     output: Path,
-    model: str,
-    size: int,
-    device: str,
-    temperature: float | None,
-    runtime: str,
-    precision: str,
     decodings: tuple[str, ...],
     max_frames: int,
     held_out: float | None,
@@ -496,40 +488,17 @@ def evaluate(
     perceptual: bool,
     no_temporal: bool,
     quiet: bool,
+    **model: object,
 ) -> None:
     """Measure colorizations of colour photos and clips (turned grey) against the originals."""
-    from vidcolor.report import run_eval
+    from vidcolor.report import EvalChoice, run_eval
 
-    try:
-        colorizer = build_colorizer(
-            model,
-            size,
-            device,
-            decodings[0] if decodings else None,
-            temperature,
-            temporal=not no_temporal,
-            runtime=runtime,
-            precision=precision,
-        )
-    except VidcolorError as error:
-        click.echo(f"vidcolor: error: {error}", err=True)
-        sys.exit(1)
-    chosen = list(dict.fromkeys(decodings)) or [colorizer.decode.method]
     if held_out_of and not held_out:
         click.echo("vidcolor: error: --held-out-of needs --held-out FRACTION (as given to vidcolor train)", err=True)
         sys.exit(2)
-    failures = run_eval(
-        list(inputs),
-        output,
-        colorizer,
-        chosen,
-        max_frames,
-        quiet,
-        model_name=model,
-        held_out=held_out,
-        held_out_of=list(held_out_of),
-        perceptual=perceptual,
-    )
+    spec = ColorizerSpec(decode_method=decodings[0] if decodings else None, temporal=not no_temporal, **model)
+    choice = EvalChoice(decodings, max_frames, held_out, held_out_of, perceptual)
+    failures = run_eval(list(inputs), output, spec, choice, quiet)
     sys.exit(1 if failures else 0)
 
 

@@ -31,6 +31,9 @@ RGB_FROM_XYZ = torch.linalg.inv(XYZ_FROM_RGB)
 # D65 white, 2 degree observer.
 WHITE_D65 = torch.tensor([0.95047, 1.0, 1.08883], dtype=torch.float64)
 
+# (Kr, Kb) of the Y'CbCr luma equations Y' = Kr R' + (1 - Kr - Kb) G' + Kb B' (ITU-R BT.601, BT.709).
+YCBCR_MATRICES = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722)}
+
 LAB_EPSILON = 0.008856  # (6/29)^3
 LAB_KAPPA = 7.787  # (29/6)^2 / 3
 LAB_F_OFFSET = 16.0 / 116.0

@@ -1,8 +1,8 @@
 """A network at a fixed input area with its decoding: lightness batches in, ab batches out.
 
-The colorizer holds no state between calls; a film's driver passes its
-:class:`~vidcolor.decoding.FilmState` along with each batch. :func:`build_colorizer` makes one
-from the command line's choices and the model card's defaults.
+The colorizer holds no state between calls; a film's engine passes its
+:class:`~vidcolor.decoding.FilmState` along with each batch. :class:`ColorizerSpec` holds the
+command line's choices (and their defaults) and builds one, with the model card's decoding.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,12 +20,16 @@ from vidcolor.bins import ANNEAL_TEMPERATURE
 from vidcolor.color import normalize_lightness
 from vidcolor.decoding import Decoder, DecodeSettings, FilmState
 from vidcolor.errors import VidcolorError
+from vidcolor.hints import Hints
 from vidcolor.models.base import ColorNet
 from vidcolor.models.loading import load_model, model_card
 from vidcolor.mrf import MRFSettings
 from vidcolor.runtime import Runner, export_key, make_runner, resolve_precision, resolve_runtime
 
 DEFAULT_SIZE = 256
+# The matching descriptors are the network's features of its input shrunk by this factor: in
+# PyTorch on the CPU the full-size features took 2.5x the whole network's time in OpenVINO.
+FEATURE_SHRINK = 2
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -67,11 +72,13 @@ class Colorizer:
         size: the side of the square whose area the network's input has, in pixels (a multiple of
             the model's ``input_multiple``); see :func:`network_shape`.
         decode: the decoding of classification outputs.
-        precision: the network's arithmetic, ``auto``, ``f32``, ``mixed`` or ``bf16``
-            (:func:`vidcolor.runtime.resolve_precision`).
         runtime: ``torch``, ``openvino``, ``onnxruntime`` or ``auto`` (see :mod:`vidcolor.runtime`);
             the network is exported (and cached, one export per input shape) for the runtimes
             other than torch.
+        precision: the network's arithmetic, ``auto``, ``f32``, ``mixed`` or ``bf16``
+            (:func:`vidcolor.runtime.resolve_precision`).
+
+    The command line's choices and defaults are :class:`ColorizerSpec`'s.
     """
 
     def __init__(
@@ -80,8 +87,9 @@ class Colorizer:
         device: torch.device | str = "cpu",
         size: int = DEFAULT_SIZE,
         decode: DecodeSettings | None = None,
-        precision: str = "auto",
-        runtime: str = "torch",
+        *,
+        runtime: str,
+        precision: str,
     ) -> None:
         multiple = model.input_multiple
         if size < multiple or size % multiple:
@@ -135,6 +143,17 @@ class Colorizer:
             digest.update(np.ascontiguousarray(self.decode.reference, dtype=np.float64).tobytes())
         return digest.hexdigest()
 
+    def network_input(self, lightness: torch.Tensor) -> torch.Tensor:
+        """``(B, 1, H, W)`` L in [0, 100] (any device) -> the network's normalised input
+        ``(B, 1, h, w)`` on ``self.device``, ``(h, w) = self.network_shape(H, W)``."""
+        lightness = lightness.to(self.device, non_blocking=True).float()
+        shape = self.network_shape(*lightness.shape[-2:])
+        if lightness.shape[-2:] != shape:
+            lightness = functional.interpolate(
+                lightness, size=shape, mode="bilinear", antialias=True, align_corners=False
+            )
+        return normalize_lightness(lightness)
+
     @torch.inference_mode()
     def logits(self, lightness: torch.Tensor) -> torch.Tensor:
         """Network output for lightness at any resolution.
@@ -145,25 +164,40 @@ class Colorizer:
             ``(B, Q, h/4, w/4)`` float32 logits (classification) or ``(B, 2, h', w')`` ab
             (regression), with ``(h, w) = self.network_shape(H, W)``.
         """
-        lightness = lightness.to(self.device, non_blocking=True).float()
-        shape = self.network_shape(*lightness.shape[-2:])
-        if lightness.shape[-2:] != shape:
-            lightness = functional.interpolate(
-                lightness, size=shape, mode="bilinear", antialias=True, align_corners=False
-            )
-        return self.run_network(normalize_lightness(lightness))
+        return self.run_network(self.network_input(lightness))
 
     @torch.inference_mode()
-    def ab_lowres(self, lightness: torch.Tensor, state: FilmState | None = None) -> torch.Tensor:
+    def features(self, lightness: torch.Tensor) -> torch.Tensor | None:
+        """The network's matching descriptors (:meth:`ColorNet.features`) of lightness
+        ``(B, 1, H, W)`` in [0, 100], from its input shape shrunk ``FEATURE_SHRINK`` times:
+        ``(B, C, h/16, w/16)`` float32 on ``self.device`` (in PyTorch, f32, whatever the
+        runtime), or None when it has none."""
+        net_input = self.network_input(lightness)
+        small = functional.avg_pool2d(net_input, FEATURE_SHRINK)  # a quarter of the network's cost
+        features = self.model.features(small)
+        return None if features is None else features.float()
+
+    @torch.inference_mode()
+    def ab_lowres(
+        self,
+        lightness: torch.Tensor,
+        state: FilmState | None = None,
+        times: list[float] | None = None,
+        hints: Hints | None = None,
+    ) -> torch.Tensor:
         """ab at the network's output resolution.
 
         Args:
             lightness: ``(B, 1, H, W)`` L in [0, 100]; with ``state``, consecutive frames of a film.
             state: the film's temporal state (advanced), or None to colorize each frame on its own.
+            times: the frames' film times in seconds (for the keyframes of ``state.guide``).
+            hints: a photo's colour hints (B = 1, no state).
         Returns:
             ``(B, 2, h, w)`` ab in Lab units on ``self.device``.
         """
-        return self.decode_output(self.logits(lightness), lightness, state)
+        guided = state is not None and state.guide is not None
+        features = self.features(lightness) if guided else None
+        return self.decoder.decode(self.logits(lightness), lightness, state, times, features, hints)
 
     @torch.inference_mode()
     def decode_output(self, out: torch.Tensor, lightness: torch.Tensor, state: FilmState | None = None) -> torch.Tensor:
@@ -194,71 +228,63 @@ def upsample_ab(ab: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return functional.interpolate(ab, size=size, mode="bilinear", align_corners=False)
 
 
-def default_decoding(model: str) -> DecodeSettings:
-    """The decoding a model's card recommends, else the annealed mean (T = 0.38)."""
+def card_decoding(model: str) -> DecodeSettings:
+    """The decoding a model's card recommends, else the annealed mean at ``ANNEAL_TEMPERATURE``."""
     card = model_card(model) if model.endswith(".safetensors") or model == "default" else {}
     chosen = card.get("default_decoding") or {}
     return DecodeSettings(chosen.get("method", "annealed"), float(chosen.get("temperature", ANNEAL_TEMPERATURE)))
 
 
-def build_colorizer(
-    model: str,
-    size: int,
-    device: str,
-    decode_method: str | None,
-    temperature: float | None,
-    mrf: MRFSettings | None = None,
-    temporal: bool = True,
-    reference: np.ndarray | None = None,
-    runtime: str = "auto",
-    precision: str = "auto",
-) -> Colorizer:
-    """Load ``model`` and wrap it with the chosen decoding, or the one its card recommends.
-
-    Args:
-        model: ``"default"`` or a weight file.
-        size: the network's input side in pixels.
-        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-        decode_method: ``annealed``, ``mean``, ``mode``, ``mrf``, or None for the card's choice.
-        temperature: of the annealed mean; None for the card's (or the default) temperature.
-        mrf: the Potts model's settings (default: :class:`MRFSettings`).
-        temporal: link each film frame to the previous one.
-        reference: ``(23, 23)`` ab histogram of a colour reference image, or None.
-        runtime: where the network runs (:data:`vidcolor.runtime.RUNTIMES`); ``auto`` picks the
-            fastest one installed for the device.
-        precision: the network's arithmetic (:data:`vidcolor.runtime.PRECISIONS`).
-
-    Raises:
-        VidcolorError: the model cannot be loaded, the device is missing, or the decoding does
-        not apply to the model.
-    """
-    network = load_model(model)
-    preferred = default_decoding(model)
-    method = decode_method or preferred.method
-    if temperature is None:
-        temperature = preferred.temperature if method == preferred.method else ANNEAL_TEMPERATURE
-    if network.kind == "regression" and decode_method not in (None, "annealed"):
-        raise VidcolorError(f"{model}: predicts ab directly, so --decode {decode_method} does not apply to it")
-    settings = DecodeSettings(method, temperature, mrf=mrf or MRFSettings(), temporal=temporal, reference=reference)
-    return Colorizer(network, resolve_device(device), size, settings, precision=precision, runtime=runtime)
-
-
 @dataclasses.dataclass(frozen=True)
 class ColorizerSpec:
-    """The arguments of :func:`build_colorizer`, to build the same colorizer elsewhere (a Ray
-    worker); picklable."""
+    """Everything that decides a colorizer, each default declared here once (the command line's
+    options take theirs from these fields); built once by the CLI, used by colorize, eval and
+    the Ray workers, which build the same colorizer from it (it is picklable).
 
-    model: str
-    size: int
-    device: str
-    decode_method: str | None
-    temperature: float | None
-    mrf: MRFSettings | None = None
+    Fields: ``model`` (``"default"`` or a weight file); ``size`` (the network's input side in
+    pixels); ``device`` (``auto``, ``cpu``, ``cuda`` or ``cuda:N``); ``decode_method``
+    (``annealed``, ``mean``, ``mode``, ``mrf``; None: the card's); ``temperature`` (of the
+    annealed mean; None: the card's when its method is chosen, else ``ANNEAL_TEMPERATURE``);
+    ``mrf`` (the Potts model's settings); ``temporal`` (link each film frame to the previous
+    one); ``reference`` (a colour image whose ab histogram steers the colours); ``runtime``
+    (:data:`vidcolor.runtime.RUNTIMES`; ``auto``: the fastest one installed for the device);
+    ``precision`` (:data:`vidcolor.runtime.PRECISIONS`).
+    """
+
+    model: str = "default"
+    size: int = DEFAULT_SIZE
+    device: str = "auto"
+    decode_method: str | None = None
+    temperature: float | None = None
+    mrf: MRFSettings = dataclasses.field(default_factory=MRFSettings)
     temporal: bool = True
-    reference: np.ndarray | None = None
+    reference: Path | None = None
     runtime: str = "auto"
     precision: str = "auto"
 
+    def decoding(self, method: str | None = None) -> DecodeSettings:
+        """The decoding settings of ``method`` (None: :attr:`decode_method`, else the card's)."""
+        preferred = card_decoding(self.model)
+        method = method or self.decode_method or preferred.method
+        temperature = self.temperature
+        if temperature is None:
+            temperature = preferred.temperature if method == preferred.method else ANNEAL_TEMPERATURE
+        return DecodeSettings(method, temperature, mrf=self.mrf, temporal=self.temporal, reference=self._histogram())
+
+    def _histogram(self) -> np.ndarray | None:
+        if self.reference is None:
+            return None
+        from vidcolor.image import reference_histogram  # the image module builds on this one
+
+        return reference_histogram(self.reference)
+
     def build(self) -> Colorizer:
-        """Raises :class:`VidcolorError` as :func:`build_colorizer` does."""
-        return build_colorizer(**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+        """Load the model and wrap it with the chosen decoding.
+
+        Raises:
+            VidcolorError: the model or the reference cannot be loaded, the device is missing, or
+            the decoding does not apply to the model.
+        """
+        network = load_model(self.model)
+        device = resolve_device(self.device)
+        return Colorizer(network, device, self.size, self.decoding(), runtime=self.runtime, precision=self.precision)

@@ -38,8 +38,11 @@ from vidcolor.bins import (
     decode,
     decode_probs,
     grid_cells,
+    joint_marginals,
 )
 from vidcolor.errors import VidcolorError
+from vidcolor.guidance import GUIDE_STRENGTH, ShotGuide, steer
+from vidcolor.hints import Hints, hint_guide
 from vidcolor.motion import FLOW_SCALE, flow_luma, motion_prior, warp_maps
 from vidcolor.mrf import MRFSettings, histogram_transfer, readout, refine
 
@@ -69,6 +72,24 @@ class DecodeSettings:
     reference: np.ndarray | None = None
 
 
+Warp = tuple[np.ndarray, np.ndarray, torch.Tensor]  # sample positions x, y and the warp's confidence
+
+
+@dataclass(frozen=True)
+class _FrameExtras:
+    """What a batch's frames bring for keyframes: their times and matching descriptors."""
+
+    times: list[float] | None
+    features: torch.Tensor | None
+    fixed: tuple[torch.Tensor, torch.Tensor] | None = None  # a photo's hints: one guide for its one frame
+
+    def time(self, i: int) -> float | None:
+        return self.times[i] if self.times is not None else None
+
+    def feature(self, i: int) -> torch.Tensor | None:
+        return self.features[i] if self.features is not None else None
+
+
 @dataclass
 class FilmState:
     """What carries over from one frame of a film to the next; one per film, frames in order.
@@ -78,13 +99,15 @@ class FilmState:
     ``(h, w)`` L in [0, 1];
     ``previous_luma``: its ``(FLOW_SCALE h, FLOW_SCALE w)`` uint8 plane the optical flow is
     computed on; ``cut_count``: scene cuts so far, a 0-d tensor on the decoding device (read
-    :attr:`cuts`).
+    :attr:`cuts`); ``guide``: the film's keyframes and their carried guide
+    (:class:`~vidcolor.guidance.ShotGuide`), or None.
     """
 
     previous: torch.Tensor | None = None
     previous_lightness: torch.Tensor | None = None
     previous_luma: np.ndarray | None = None
     cut_count: torch.Tensor = field(default_factory=lambda: torch.zeros((), dtype=torch.long))
+    guide: ShotGuide | None = None
 
     @property
     def cuts(self) -> int:
@@ -126,10 +149,9 @@ class Decoder:
     def __init__(self, settings: DecodeSettings, bins: torch.Tensor, kind: str, device: torch.device) -> None:
         if settings.method not in ALL_DECODINGS:
             raise VidcolorError(f"unknown decoding {settings.method!r}; choose from {', '.join(ALL_DECODINGS)}")
-        if kind == "regression" and (settings.method == "mrf" or settings.reference is not None):
-            raise VidcolorError(
-                "this model predicts ab directly: --decode mrf and --reference need a classification model"
-            )
+        if kind == "regression" and (settings.method in ("mode", "mrf") or settings.reference is not None):
+            what = "--reference" if settings.reference is not None else f"--decode {settings.method}"
+            raise VidcolorError(f"this model predicts ab directly: {what} needs a classification model")
         self.settings, self.bins, self.kind, self.device = settings, bins, kind, device
         reference = settings.reference
         # --reference: mrf weights the per-channel marginals, the others the joint bins (never both)
@@ -142,7 +164,15 @@ class Decoder:
             cells = grid_cells(bins)
             self.reference_log_weights = torch.log(share[cells[:, 0], cells[:, 1]] + REFERENCE_FLOOR).to(device)
 
-    def decode(self, out: torch.Tensor, lightness: torch.Tensor, state: FilmState | None = None) -> torch.Tensor:
+    def decode(
+        self,
+        out: torch.Tensor,
+        lightness: torch.Tensor,
+        state: FilmState | None = None,
+        times: list[float] | None = None,
+        features: torch.Tensor | None = None,
+        hints: Hints | None = None,
+    ) -> torch.Tensor:
         """ab of a batch of frames.
 
         Args:
@@ -150,6 +180,9 @@ class Decoder:
             lightness: ``(B, 1, H, W)`` L in [0, 100] of the same frames.
             state: the film's state, advanced over the batch; None decodes each frame on its own
                 (photos, or ``temporal=False``).
+            times: each frame's film time in seconds (for the keyframes of ``state.guide``).
+            features: ``(B, C, h/4, w/4)`` the frames' matching descriptors (with ``state.guide``).
+            hints: a photo's colour hints (one frame, no state), spread and fused before decoding.
         Returns:
             ``(B, 2, h, w)`` ab in Lab units on ``out``'s device.
         """
@@ -157,16 +190,18 @@ class Decoder:
             return out
         if self.reference_log_weights is not None:
             out = out + self.reference_log_weights[None, :, None, None]
-        if state is None and self.settings.method != "mrf":
+        if state is None and self.settings.method != "mrf" and hints is None:
             return decode(out, self.bins, self.settings.method, self.settings.temperature)
         lightness = lightness.to(out.device).float()
         small = functional.interpolate(lightness, size=out.shape[-2:], mode="area") / 100
         sides = zip(out.shape[-2:], lightness.shape[-2:], strict=True)
         flow_size = tuple(min(FLOW_SCALE * side, full) for side, full in sides)
         planes = flow_luma(lightness[:, 0] / 100, flow_size) if state is not None else None
+        fixed = hint_guide(hints, small[0, 0].cpu(), self.bins, self.settings.mrf.sigma) if hints is not None else None
+        frames = _FrameExtras(times, features, fixed)
         if self.settings.method == "mrf":
-            return self._refine(out, small, state, planes)
-        return self._blend(out, small, state, planes)
+            return self._refine(out, small, state, planes, frames)
+        return self._blend(out, small, state, planes, frames)
 
     def _linked(self, lightness: torch.Tensor, state: FilmState | None) -> torch.Tensor | None:
         """The link weight to the previous frame's state: None without one, 0 at a scene cut."""
@@ -177,14 +212,32 @@ class Decoder:
         return ~cut
 
     @staticmethod
-    def _carried(state: FilmState, luma: np.ndarray, previous: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The previous frame's ``(h, w, C)`` maps (channels last) warped to the current frame,
-        and the warp's ``(h, w)`` confidence in [0, 1], both on ``previous``' device."""
-        x, y, confidence = motion_prior(state.previous_luma, luma, tuple(previous.shape[:2]))
-        return warp_maps(previous, x, y), torch.from_numpy(confidence).to(previous.device)
+    def _flow(state: FilmState, luma: np.ndarray, device: torch.device) -> Warp:
+        """The motion from the previous frame to this one on the state's grid: sample positions
+        ``x``, ``y`` and the warp's ``(h, w)`` confidence in [0, 1] on ``device``."""
+        x, y, confidence = motion_prior(state.previous_luma, luma, tuple(state.previous.shape[:2]))
+        return x, y, torch.from_numpy(confidence).to(device)
+
+    @staticmethod
+    def _guided(
+        state: FilmState | None, i: int, lightness: torch.Tensor, linked, warp: Warp | None, frames: _FrameExtras
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Frame ``i``'s guide (a photo's hints, or the film's keyframes) and its confidence (None,
+        None without either)."""
+        if frames.fixed is not None:
+            return frames.fixed
+        if state is None or state.guide is None:
+            return None, None
+        cut = linked is not None and not bool(linked)
+        return state.guide.guide(frames.time(i), lightness, frames.feature(i), cut, None if cut else warp, warp_maps)
 
     def _refine(
-        self, logits: torch.Tensor, small: torch.Tensor, state: FilmState | None, planes: np.ndarray | None
+        self,
+        logits: torch.Tensor,
+        small: torch.Tensor,
+        state: FilmState | None,
+        planes: np.ndarray | None,
+        frames: _FrameExtras,
     ) -> torch.Tensor:
         if logits.device.type == "cpu":  # frame by frame, so that each frame's maps stay in cache
             probs = [channel_marginals(frame, self.bins)[0].numpy() for frame in logits.split(1)]
@@ -199,11 +252,17 @@ class Decoder:
                 )
             channels, k, height, width = frame_probs.shape
             linked = self._linked(lightness, state)
+            warp = None
             if linked is not None and bool(linked):
-                carried, confidence = self._carried(state, planes[i], state.previous)
+                warp = self._flow(state, planes[i], state.previous.device)
+                carried = warp_maps(state.previous, warp[0], warp[1])
                 carried = carried.numpy().transpose(2, 0, 1).reshape(channels, k, height, width)
-                weight = self.settings.mrf.temporal_weight * confidence.numpy()
+                weight = self.settings.mrf.temporal_weight * warp[2].numpy()
                 frame_probs = fuse_log(frame_probs, carried, weight)
+            guide, confidence = self._guided(state, i, lightness, linked, warp, frames)
+            if guide is not None:
+                marginals = joint_marginals(guide, self.bins).numpy()
+                frame_probs = fuse_log(frame_probs, marginals, GUIDE_STRENGTH * confidence.numpy())
             if state is not None:
                 marginals = np.ascontiguousarray(frame_probs.reshape(channels * k, height, width).transpose(1, 2, 0))
                 state.previous, state.previous_lightness = torch.from_numpy(marginals), lightness
@@ -212,8 +271,16 @@ class Decoder:
             ab.append(readout(q, self.settings.mrf.readout))
         return torch.from_numpy(np.stack(ab)).to(logits.device)
 
-    def _blend(self, logits: torch.Tensor, small: torch.Tensor, state: FilmState, planes: np.ndarray) -> torch.Tensor:
-        """Each frame's distributions blended with the previous frame's carried along the motion.
+    def _blend(
+        self,
+        logits: torch.Tensor,
+        small: torch.Tensor,
+        state: FilmState | None,
+        planes: np.ndarray | None,
+        frames: _FrameExtras,
+    ) -> torch.Tensor:
+        """Each frame's distributions blended with the previous frame's carried along the motion,
+        and steered by its guide (hints or keyframes).
 
         Frame by frame (each frame's Q-bin maps stay in cache) with the bins last (contiguous
         softmax, a broadcast lerp: about 2x faster than over the outer dimension, measured).
@@ -222,10 +289,15 @@ class Decoder:
         for i in range(len(logits)):
             current, lightness = torch.softmax(bins_last(logits[i : i + 1])[0], dim=-1), small[i, 0]
             linked = self._linked(lightness, state)
+            warp = None
             if linked is not None:
-                carried, confidence = self._carried(state, planes[i], state.previous)
-                weight = self.settings.blend * confidence * linked
-                current = torch.lerp(current, carried, weight[..., None])
-            state.previous, state.previous_lightness, state.previous_luma = current, lightness, planes[i]
+                warp = self._flow(state, planes[i], current.device)
+                weight = self.settings.blend * warp[2] * linked
+                current = torch.lerp(current, warp_maps(state.previous, warp[0], warp[1]), weight[..., None])
+            guide, confidence = self._guided(state, i, lightness, linked, warp, frames)
+            if guide is not None:
+                current = steer(current, guide.to(current.device), confidence.to(current.device))
+            if state is not None:
+                state.previous, state.previous_lightness, state.previous_luma = current, lightness, planes[i]
             ab.append(decode_probs(current, self.bins, self.settings.method, self.settings.temperature))
         return torch.stack(ab).permute(0, 3, 1, 2).contiguous()

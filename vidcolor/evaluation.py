@@ -18,9 +18,10 @@ import numpy as np
 import torch
 
 from vidcolor import metrics
-from vidcolor.color import compose_lab, lab_to_rgb, lightness_to_luma, rgb_to_lab
+from vidcolor.color import lightness_to_luma, rgb_to_lab
 from vidcolor.colorizer import Colorizer, upsample_ab
 from vidcolor.decoding import Decoder, DecodeSettings, FilmState
+from vidcolor.film.frames import rgb_of
 from vidcolor.image import read_image
 from vidcolor.perceptual import SetJudgement
 
@@ -84,9 +85,7 @@ def colorize_variants(
     variants = {GREY: Colorized(quantise(grey_image(lightness)), torch.zeros_like(lightness).expand(-1, 2, -1, -1))}
     for method, parts in ab.items():
         full = torch.cat(parts)
-        rgb = torch.cat(
-            [lab_to_rgb(compose_lab(li, a)) for li, a in zip(lightness.split(16), full.split(16), strict=True)]
-        )
+        rgb = torch.cat([rgb_of(li, a) for li, a in zip(lightness.split(16), full.split(16), strict=True)])
         variants[method] = Colorized(quantise(rgb), full)
     return variants
 

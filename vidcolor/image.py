@@ -23,9 +23,11 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vidcolor.bins import ab_histogram
-from vidcolor.color import compose_lab, lab_to_rgb, lightness_of_codes, luma_to_lightness, rgb_to_lab
-from vidcolor.colorizer import Colorizer, upsample_ab
+from vidcolor.color import lightness_of_codes, luma_to_lightness, rgb_to_lab
+from vidcolor.colorizer import Colorizer
 from vidcolor.errors import OutputError, VidcolorError
+from vidcolor.film.frames import rgb_rows
+from vidcolor.hints import Hints, clamp_rows
 from vidcolor.inputs import IMAGE_SUFFIXES, check_photo_size
 from vidcolor.partial import claim_partial, remove_partial
 
@@ -128,8 +130,13 @@ def read_image(path: Path) -> Picture:
     return Picture(np.ascontiguousarray(array))
 
 
+def _tile_rows(width: int) -> int:
+    """Rows per tile of a picture ``width`` wide (about ``TILE_PIXELS`` pixels a tile)."""
+    return max(1, TILE_PIXELS // max(1, width))
+
+
 def _row_tiles(height: int, width: int) -> list[slice]:
-    rows = max(1, TILE_PIXELS // max(1, width))
+    rows = _tile_rows(width)
     return [slice(top, min(height, top + rows)) for top in range(0, height, rows)]
 
 
@@ -152,8 +159,9 @@ def picture_lightness(picture: Picture) -> torch.Tensor:
     return lightness
 
 
-def colorize_picture(picture: Picture, colorizer: Colorizer) -> np.ndarray:
-    """Colorize a picture's lightness at full resolution.
+def colorize_picture(picture: Picture, colorizer: Colorizer, hints: Hints | None = None) -> np.ndarray:
+    """Colorize a picture's lightness at full resolution (steered by its colour ``hints``, whose
+    pixels take their hint's a, b).
 
     Returns:
         ``(H, W, 3)`` RGB of the picture's dtype (uint8 or uint16) whose L equals the input's
@@ -161,27 +169,12 @@ def colorize_picture(picture: Picture, colorizer: Colorizer) -> np.ndarray:
     """
     lightness = picture_lightness(picture)
     height, width = lightness.shape[-2:]
-    low = colorizer.ab_lowres(lightness).cpu().float()
-    wide = upsample_ab(low, (low.shape[-2], width))  # full width, network rows: small
+    low = colorizer.ab_lowres(lightness, hints=hints).cpu().float()
     out = np.empty((height, width, 3), picture.pixels.dtype)
-    for rows in _row_tiles(height, width):
-        ab = _upsample_rows(wide, rows, height)
-        rgb = lab_to_rgb(compose_lab(lightness[..., rows, :], ab))[0].permute(1, 2, 0)
-        out[rows] = (rgb * picture.scale).round_().numpy().astype(out.dtype)
+    clamp = (lambda ab, rows: clamp_rows(ab, hints, rows)) if hints is not None else None
+    for rows, rgb in rgb_rows(lightness, low, _tile_rows(width), clamp):
+        out[rows] = (rgb[0].permute(1, 2, 0) * picture.scale).round_().numpy().astype(out.dtype)
     return out
-
-
-def _upsample_rows(ab: torch.Tensor, rows: slice, height: int) -> torch.Tensor:
-    """Rows ``rows`` of the bilinear upsampling (``align_corners=False``, as
-    :func:`~vidcolor.colorizer.upsample_ab`) of ``(1, 2, h, W)`` ab to ``height`` rows: a tile
-    of the full-resolution ab without the whole of it. Returns ``(1, 2, len(rows), W)``."""
-    low = ab.shape[-2]
-    target = torch.arange(rows.start, rows.stop, dtype=torch.float64)
-    source = ((target + 0.5) * (low / height) - 0.5).clamp_min(0.0)
-    first = source.floor().long().clamp_max(low - 1)
-    second = (first + 1).clamp_max(low - 1)
-    weight = (source - first).float()[:, None]
-    return ab[..., first, :] * (1.0 - weight) + ab[..., second, :] * weight
 
 
 def write_image(path: Path, rgb: np.ndarray, alpha: np.ndarray | None = None) -> list[str]:

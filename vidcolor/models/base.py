@@ -56,6 +56,32 @@ class ColorNet(nn.Module):
         (the whole network runs in one precision)."""
         return None
 
+    def features(self, lightness: torch.Tensor) -> torch.Tensor | None:
+        """Descriptors of each 1/8-resolution cell for matching frames against keyframes:
+        ``(B, C, H/8, W/8)`` from normalised lightness ``(B, 1, H, W)``; None when the network
+        has none to give (then keyframes are carried by the motion alone)."""
+        return None
+
+    def frozen_parameters(self) -> list[nn.Parameter]:
+        """The parameters that keep their initial values in training (none here)."""
+        return []
+
+    def parameter_groups(self, pretrained_lr_scale: float) -> list[dict]:
+        """The optimiser's parameter groups, each with its ``lr_scale`` (of the learning rate):
+        here every trained parameter at the full rate; a network with a pretrained part gives that
+        part ``pretrained_lr_scale``."""
+        frozen = {id(p) for p in self.frozen_parameters()}
+        return [{"params": [p for p in self.parameters() if id(p) not in frozen], "lr_scale": 1.0}]
+
+    def load_pretrained(self) -> str | None:
+        """Initialise the pretrained part (if any) from its published weights; returns what was
+        loaded, for the log, or None when the network has no pretrained part.
+
+        Raises:
+            VidcolorError: the weights are not installed.
+        """
+        return None
+
     def set_bins(self, bins: torch.Tensor) -> None:
         """Store the ``(Q, 2)`` ab bin centres this network's logits refer to."""
         self.bins = bins.detach().float().to(self.bins.device)

@@ -156,6 +156,19 @@ class Lite0UNet(ColorNet):
         encoder = {id(p) for p in [*self.encoder_parameters(), *self.frozen_parameters()]}
         return [p for p in self.parameters() if id(p) not in encoder]
 
+    def parameter_groups(self, pretrained_lr_scale: float) -> list[dict]:
+        """The pretrained encoder at ``pretrained_lr_scale`` of the learning rate, the decoder and
+        head (trained from scratch) at the full rate; the frozen layers in neither."""
+        return [
+            {"params": self.encoder_parameters(), "lr_scale": pretrained_lr_scale},
+            {"params": self.decoder_parameters(), "lr_scale": 1.0},
+        ]
+
+    def load_pretrained(self) -> str | None:
+        """EfficientNet-Lite0's ImageNet weights into the encoder (:func:`load_imagenet_encoder`)."""
+        load_imagenet_encoder(self)
+        return "encoder initialised from EfficientNet-Lite0's ImageNet weights"
+
     def forward(self, lightness: torch.Tensor) -> torch.Tensor:
         return self.forward_rest(self.forward_prefix(lightness))
 
@@ -188,6 +201,20 @@ class Lite0UNet(ColorNet):
         if self.kind == "regression":
             return out * AB_NORM
         return out
+
+    def features(self, lightness: torch.Tensor) -> torch.Tensor:
+        """The encoder's features at 1/8 (40 channels) and at 1/16 (112, upsampled), each of unit
+        length over its channels, concatenated: ``(B, 152, H/8, W/8)``."""
+        x = self.forward_prefix(lightness)
+        eighth, sixteenth = self.taps[1], self.taps[2]
+        taps = []
+        for index, block in enumerate(self._blocks[PREFIX_BLOCKS : sixteenth + 1], start=PREFIX_BLOCKS):
+            x = block(x)
+            if index in (eighth, sixteenth):
+                taps.append(x)
+        fine, coarse = taps
+        coarse = functional.interpolate(coarse, size=fine.shape[-2:], mode="bilinear", align_corners=False)
+        return torch.cat((functional.normalize(fine, dim=1), functional.normalize(coarse, dim=1)), dim=1)
 
     def halves(self) -> tuple[nn.Module, nn.Module]:
         """``(prefix, rest)``: the input's conversion, the stem and the first two blocks (the layers

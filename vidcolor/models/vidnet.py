@@ -76,3 +76,10 @@ class VidNet(ColorNet):
         if self.kind == "regression":
             return out * AB_NORM
         return out
+
+    def features(self, lightness: torch.Tensor) -> torch.Tensor:
+        """The encoder's features at 1/8 and at 1/16 (upsampled), each of unit length over its
+        channels, concatenated: ``(B, w3 + w4, H/8, W/8)``."""
+        x3 = self.enc3(self.enc2(self.enc1(lightness)))
+        x4 = nn.functional.interpolate(self.enc4(x3), size=x3.shape[-2:], mode="bilinear", align_corners=False)
+        return torch.cat((nn.functional.normalize(x3, dim=1), nn.functional.normalize(x4, dim=1)), dim=1)

@@ -12,7 +12,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -21,13 +21,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from vidcolor.bins import GRID_SIZE, ab_histogram, data_bins, empirical_prior, gamut_bins, rebalance_weights
 from vidcolor.color import rgb_to_lab
-from vidcolor.colorizer import Colorizer
+from vidcolor.colorizer import Colorizer, ColorizerSpec, resolve_device
 from vidcolor.decoding import DecodeSettings
 from vidcolor.errors import VidcolorError
 from vidcolor.evaluation import evaluate_photos
 from vidcolor.inputs import find_images, is_held_out
 from vidcolor.models import TRAINABLE, ColorNet, build_model, load_model, save_model
-from vidcolor.models.lite0_unet import Lite0UNet, load_imagenet_encoder
 from vidcolor.perceptual import SetJudgement, load_judge
 from vidcolor.train.config import TrainConfig
 from vidcolor.train.data import (
@@ -79,7 +78,7 @@ def _validate(
 ) -> dict:
     """Scores of the mean decoding on ``(N, 3, S, S)`` uint8 photos: ``{"model", "grey", "images"}``
     (with ``judgement``, the perceptual figures too: ``frechet``, ``agreement``)."""
-    colorizer = Colorizer(model, device=device, size=size, decode=VALIDATION_DECODING)
+    colorizer = Colorizer(model, device, size, VALIDATION_DECODING, runtime="torch", precision=ColorizerSpec.precision)
     return evaluate_photos(colorizer, (image.float() / 255.0 for image in val_images), judgement=judgement)
 
 
@@ -188,15 +187,10 @@ def load_teacher(config: TrainConfig, student: ColorNet, device: torch.device) -
 
 
 def build_optimizer(model: ColorNet, config: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW; a pretrained encoder gets its own (lower) learning rate, as ``lr_scale`` of ``lr``."""
-    if isinstance(model, Lite0UNet):
-        encoder_lr = config.encoder_lr if config.encoder_lr is not None else config.lr / 5
-        groups = [
-            {"params": model.encoder_parameters(), "lr_scale": encoder_lr / config.lr},
-            {"params": model.decoder_parameters(), "lr_scale": 1.0},
-        ]
-    else:
-        groups = [{"params": list(model.parameters()), "lr_scale": 1.0}]
+    """AdamW over the model's own parameter groups (:meth:`ColorNet.parameter_groups`): a
+    pretrained part at ``encoder_lr`` (default ``lr`` / 5), as ``lr_scale`` of ``lr``."""
+    encoder_lr = config.encoder_lr if config.encoder_lr is not None else config.lr / 5
+    groups = model.parameter_groups(encoder_lr / config.lr)
     return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
 
 
@@ -209,70 +203,110 @@ def weight_average(model: ColorNet, decay: float) -> torch.optim.swa_utils.Avera
     )
 
 
+@dataclass
+class _Run:
+    """One training run's state across steps: the data, the model and its optimiser, the
+    validation set, where the run is and what is best so far."""
+
+    config: TrainConfig
+    console: Console
+    out: Path
+    device: torch.device
+    images: torch.Tensor
+    probabilities: torch.Tensor
+    train_images: int
+    bins: torch.Tensor | None
+    weights: torch.Tensor | None
+    histogram: torch.Tensor
+    model: ColorNet
+    optimizer: torch.optim.Optimizer
+    averaged: torch.optim.swa_utils.AveragedModel | None
+    val_images: torch.Tensor | None = None
+    judgement: SetJudgement | None = None
+    step: int = 0
+    best: dict = field(default_factory=lambda: {"psnr": -math.inf, "metrics": None})
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def shipped(self) -> ColorNet:
+        """The network that is validated and exported: the weight average when there is one."""
+        return self.averaged.module if self.averaged is not None else self.model
+
+    @property
+    def per_epoch(self) -> int:
+        return steps_per_epoch(len(self.images), self.config.batch_size)
+
+    @property
+    def total(self) -> int:
+        return self.config.steps or (self.config.epochs or 1) * self.per_epoch
+
+    def time_fraction(self) -> float:
+        """The share of ``--max-minutes`` used (0 without a budget)."""
+        budget = self.config.max_minutes
+        return (time.monotonic() - self.started) / (budget * 60) if budget else 0.0
+
+
 def train(config: TrainConfig, resume: bool = False, console: Console | None = None) -> Path:
     """Train a colorization network; returns the path of the exported safetensors file."""
     console = console or Console(stderr=True, soft_wrap=True)  # whole lines in logs
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    checkpoint_path = out / CHECKPOINT_NAME
-    checkpoint = None
-    if resume and checkpoint_path.exists():
-        try:
-            checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-            saved = checkpoint["config"]
-        except Exception as error:  # noqa: BLE001 - torch's unpickler fails on damaged files in many ways
-            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            raise SystemExit(
-                f"vidcolor train: {checkpoint_path}: not a readable checkpoint ({first_line}); "
-                "remove it or start without --resume"
-            ) from None
-        # the data, bins and network come from the checkpoint; the schedule from the command line
-        for key in ("loss", "bins", "size", "net", "rebalance_lambda", "arch"):
-            setattr(config, key, saved.get(key, "vidnet" if key == "arch" else None))
-        config.size_schedule = saved.get("size_schedule", [])
-        console.print(f"resuming from {checkpoint_path} at step {checkpoint['step']}")
-    elif resume:
-        console.print(f"no checkpoint in {out}; starting afresh")
+    run = _setup(config, resume, console)
+    _step_loop(run)
+    _save_checkpoint(run)
+    if run.val_images is None:
+        run.shipped.eval()
+        _export(run, None)
+    console.print(f"done: step {run.step}, checkpoint {run.out / CHECKPOINT_NAME}, model {run.out / MODEL_NAME}")
+    return run.out / MODEL_NAME
 
-    device = torch.device(
-        "cuda"
-        if config.device == "auto" and torch.cuda.is_available()
-        else ("cpu" if config.device == "auto" else config.device)
-    )
-    torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed + (checkpoint["step"] if checkpoint else 0))
 
-    image_set, probabilities = _load_training_images(config, console)
-    images = image_set.images.to(device)
+def _read_checkpoint(config: TrainConfig, out: Path, resume: bool, console: Console) -> dict | None:
+    """``OUT/checkpoint.pt`` with ``resume`` (None: none, or not resuming); the data, bins and
+    network settings of ``config`` then come from it, the schedule from the command line."""
+    path = out / CHECKPOINT_NAME
+    if not resume or not path.exists():
+        if resume:
+            console.print(f"no checkpoint in {out}; starting afresh")
+        return None
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        saved = checkpoint["config"]
+    except Exception as error:  # noqa: BLE001 - torch's unpickler fails on damaged files in many ways
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise SystemExit(
+            f"vidcolor train: {path}: not a readable checkpoint ({first_line}); remove it or start without --resume"
+        ) from None
+    for key in ("loss", "bins", "size", "net", "rebalance_lambda", "arch"):
+        setattr(config, key, saved.get(key, "vidnet" if key == "arch" else None))
+    config.size_schedule = saved.get("size_schedule", [])
+    console.print(f"resuming from {path} at step {checkpoint['step']}")
+    return checkpoint
 
-    val_images = judgement = None
-    val_paths = _validation_paths(config)
-    if val_paths:
-        val_set = load_image_set(val_paths, config.val_size, config.workers)
-        val_images = val_set.images
-        console.print(f"{len(val_set.paths)} validation images at {config.val_size} px")
-        try:
-            judgement = SetJudgement(load_judge())
-        except VidcolorError:
-            console.print("note: validation without perceptual figures: pip install 'vidcolor[train]'", markup=False)
 
-    initial = _initial_weights(config, console) if checkpoint is None else None
+def _colour_statistics(
+    config: TrainConfig, images: torch.Tensor, initial: ColorNet | None, checkpoint: dict | None
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
+    """The ab bins, their rebalancing weights (None for regression) and the training images' ab
+    histogram: the checkpoint's, else measured (bins: the initial model's, the gamut's or the data's)."""
     if checkpoint is not None:
-        bins = checkpoint.get("bins")
-        weights = checkpoint.get("weights")
-        histogram = checkpoint.get("histogram")
+        return checkpoint.get("bins"), checkpoint.get("weights"), checkpoint.get("histogram")
+    histogram = torch.zeros(GRID_SIZE, GRID_SIZE, dtype=torch.float64)
+    for chunk in images.split(64):
+        lab = rgb_to_lab(chunk.float() / 255.0)
+        histogram += ab_histogram(torch.nn.functional.avg_pool2d(lab[:, 1:], 4))
+    if config.loss != "classification":
+        return None, None, histogram
+    if initial is not None:
+        bins = initial.bins.cpu()
     else:
-        histogram = torch.zeros(GRID_SIZE, GRID_SIZE, dtype=torch.float64)
-        for chunk in images.split(64):
-            lab = rgb_to_lab(chunk.float() / 255.0)
-            histogram += ab_histogram(torch.nn.functional.avg_pool2d(lab[:, 1:], 4))
-        bins = weights = None
-        if config.loss == "classification":
-            if initial is not None:
-                bins = initial.bins.cpu()
-            else:
-                bins = gamut_bins() if config.bins == "gamut" else data_bins(histogram)
-            weights = rebalance_weights(empirical_prior(histogram, bins), config.rebalance_lambda)
+        bins = gamut_bins() if config.bins == "gamut" else data_bins(histogram)
+    return bins, rebalance_weights(empirical_prior(histogram, bins), config.rebalance_lambda), histogram
+
+
+def _network(
+    config: TrainConfig, bins: torch.Tensor | None, initial: ColorNet | None, fresh: bool, console: Console
+) -> ColorNet:
+    """The network to train: built from ``config``, with ``initial``'s tensors that fit, or (a
+    ``fresh`` run) its pretrained part loaded; its frozen layers frozen."""
     if config.arch not in TRAINABLE:
         raise SystemExit(f"vidcolor train: unknown architecture {config.arch!r}; choose from {', '.join(TRAINABLE)}")
     net_config = {**config.net, "kind": config.loss}
@@ -281,164 +315,231 @@ def train(config: TrainConfig, resume: bool = False, console: Console | None = N
     model = build_model(config.arch, net_config, bins)
     config.net = model.config.to_dict()
     if initial is not None:
-        fitting, fresh = matching_state(model, initial)
+        fitting, afresh = matching_state(model, initial)
         model.load_state_dict(fitting, strict=False)
-        if fresh:
-            console.print(f"{len(fresh)} tensors not in {config.init}'s shape start afresh (e.g. {fresh[0]})")
-    elif checkpoint is None and isinstance(model, Lite0UNet):
+        if afresh:
+            console.print(f"{len(afresh)} tensors not in {config.init}'s shape start afresh (e.g. {afresh[0]})")
+    elif fresh:
         try:
-            load_imagenet_encoder(model)
+            loaded = model.load_pretrained()
         except VidcolorError as error:
             raise SystemExit(f"vidcolor train: {error}") from None
-        console.print("encoder initialised from EfficientNet-Lite0's ImageNet weights")
-    if isinstance(model, Lite0UNet):
-        for parameter in model.frozen_parameters():
-            parameter.requires_grad_(False)
+        if loaded:
+            console.print(loaded)
+    for parameter in model.frozen_parameters():
+        parameter.requires_grad_(False)
+    return model
+
+
+def _setup(config: TrainConfig, resume: bool, console: Console) -> _Run:
+    """Everything a run needs before its first step: checkpoint, data, validation set, model,
+    optimiser and weight average (restored from the checkpoint when resuming)."""
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint = _read_checkpoint(config, out, resume, console)
+    try:
+        device = resolve_device(config.device)
+    except VidcolorError as error:
+        raise SystemExit(f"vidcolor train: {error}") from None
+    torch.manual_seed(config.seed)
+    image_set, probabilities = _load_training_images(config, console)
+    images = image_set.images.to(device)
+    val_images, judgement = _validation_set(config, console)
+    initial = _initial_weights(config, console) if checkpoint is None else None
+    bins, weights, histogram = _colour_statistics(config, images, initial, checkpoint)
+    model = _network(config, bins, initial, checkpoint is None, console)
     model = model.to(device, memory_format=torch.channels_last)  # 10-25 % faster steps on the CPU, measured
     optimizer = build_optimizer(model, config)
-    averaged = weight_average(model, config.ema)
-    step = 0
-    best = {"psnr": -math.inf, "metrics": None}
+    run = _Run(
+        config,
+        console,
+        out,
+        device,
+        images,
+        probabilities,
+        len(image_set.paths),
+        bins,
+        weights,
+        histogram,
+        model,
+        optimizer,
+        weight_average(model, config.ema),
+        val_images,
+        judgement,
+    )
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"], strict=False)
         optimizer.load_state_dict(checkpoint["optimizer"])
-        if averaged is not None and checkpoint.get("ema") is not None:
-            averaged.load_state_dict(checkpoint["ema"])
-        step = int(checkpoint["step"])
-        best = checkpoint.get("best", best)
-        best.setdefault("psnr", -math.inf)
+        if run.averaged is not None and checkpoint.get("ema") is not None:
+            run.averaged.load_state_dict(checkpoint["ema"])
+        run.step = int(checkpoint["step"])
+        run.best = checkpoint.get("best", run.best)
+        run.best.setdefault("psnr", -math.inf)
+    return run
 
-    def shipped() -> ColorNet:
-        """The network that is validated and exported: the weight average when there is one."""
-        return averaged.module if averaged is not None else model
 
-    per_epoch = steps_per_epoch(len(images), config.batch_size)
-    validate_every = config.val_every or per_epoch
-    total = config.steps or (config.epochs or 1) * per_epoch
-    console.print(
-        f"training {config.arch}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters on {device} "
-        f"({config.loss}, {len(bins) if bins is not None else 2} outputs), steps {step} -> {total}"
-    )
-    started = time.monotonic()
-    deadline = started + config.max_minutes * 60 if config.max_minutes else None
+def _validation_set(config: TrainConfig, console: Console) -> tuple[torch.Tensor | None, SetJudgement | None]:
+    """The validation photos ``(N, 3, S, S)`` uint8 (None: no validation) and the perceptual
+    judge (None when its weights are not installed)."""
+    paths = _validation_paths(config)
+    if not paths:
+        return None, None
+    val_set = load_image_set(paths, config.val_size, config.workers)
+    console.print(f"{len(val_set.paths)} validation images at {config.val_size} px")
+    try:
+        return val_set.images, SetJudgement(load_judge())
+    except VidcolorError:
+        console.print("note: validation without perceptual figures: pip install 'vidcolor[train]'", markup=False)
+        return val_set.images, None
 
-    def time_fraction() -> float:
-        return (time.monotonic() - started) / (config.max_minutes * 60) if config.max_minutes else 0.0
 
-    def save_checkpoint() -> None:
-        _atomic_save(
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "ema": averaged.state_dict() if averaged is not None else None,
-                "step": step,
-                "config": asdict(config),
-                "bins": bins,
-                "weights": weights,
-                "histogram": histogram,
-                "best": best,
-            },
-            checkpoint_path,
-        )
-
-    def export(metrics: dict | None, epoch: float, path: Path = out / MODEL_NAME) -> None:
-        network = shipped()
-        card = {
-            "architecture": config.arch,
-            "net": network.config.to_dict(),
-            "parameters": sum(p.numel() for p in network.parameters()),
-            "bins": {
-                "kind": config.bins if config.loss == "classification" else None,
-                "count": len(bins) if bins is not None else 0,
-            },
-            "loss": config.loss,
-            "teacher": config.teacher,
-            "rebalance_lambda": config.rebalance_lambda,
-            "default_decoding": {"method": VALIDATION_DECODING.method, "temperature": VALIDATION_DECODING.temperature},
-            "data": {
-                "train": config.data,
-                "train_images": len(image_set.paths),
-                "hold_out": config.hold_out,
-                "val": config.val,
-            },
-            "command": config.command,
-            "steps": step,
-            "epochs": round(epoch, 2),
-            "batch_size": config.batch_size,
-            "crop_size": config.size,
-            "crop_schedule": config.size_schedule,
-            "lr": config.lr,
-            "encoder_lr": config.encoder_lr,
-            "ema": config.ema,
-            "validation_at_256px": metrics,
-        }
-        save_model(network, path, extra={"card": card})
-        path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
-
-    teacher = load_teacher(config, model, device)
+def _step_loop(run: _Run) -> None:
+    """Optimiser steps until the step count or the time budget ends; logs, checkpoints and
+    validates on the way."""
+    config, console, device = run.config, run.console, run.device
+    generator = torch.Generator().manual_seed(config.seed + run.step)
+    teacher = load_teacher(config, run.model, device)
     if teacher is not None:
         console.print(f"learning the colour distributions of {config.teacher}")
-    parts = StepParts(model, optimizer, averaged, bins, weights, config.degrade, teacher=teacher)
-    model.train()
-    window_loss, window_images, window_start = torch.zeros((), device=device), 0, time.perf_counter()
+    parts = StepParts(run.model, run.optimizer, run.averaged, run.bins, run.weights, config.degrade, teacher=teacher)
+    total, validate_every = run.total, config.val_every or run.per_epoch
+    console.print(
+        f"training {config.arch}, {sum(p.numel() for p in run.model.parameters()) / 1e6:.2f} M parameters on "
+        f"{device} ({config.loss}, {len(run.bins) if run.bins is not None else 2} outputs), steps {run.step} -> {total}"
+    )
+    run.started = time.monotonic()
+    deadline = run.started + config.max_minutes * 60 if config.max_minutes else None
+    run.model.train()
+    window = _LossWindow(device)
     with _progress(console) as progress:
-        task = progress.add_task("training", total=total, completed=step, info="")
-        while step < total:
-            index = torch.multinomial(probabilities, config.batch_size, replacement=True, generator=generator)
-            crop = config.crop_size(max(time_fraction(), step / total))  # by steps or time, whichever is further
-            learning_rate = _learning_rate(config, step, total, time_fraction())
-            loss = training_step(parts, images[index.to(device)], crop, learning_rate, generator)
-            step += 1
-            window_loss += loss
-            window_images += len(index)
-            if step % 10 == 0:
-                elapsed = time.perf_counter() - window_start
-                mean_loss = float(window_loss) / 10
-                rate = window_images / elapsed
-                progress.update(task, completed=step, info=f"loss {mean_loss:.3f} {rate:.1f} img/s")
-                if not console.is_terminal and step % 200 == 0:
-                    console.print(f"step {step}/{total} loss {mean_loss:.4f} {rate:.1f} img/s at {crop} px")
-                window_loss, window_images, window_start = torch.zeros((), device=device), 0, time.perf_counter()
+        task = progress.add_task("training", total=total, completed=run.step, info="")
+        while run.step < total:
+            index = torch.multinomial(run.probabilities, config.batch_size, replacement=True, generator=generator)
+            crop = config.crop_size(max(run.time_fraction(), run.step / total))  # by steps or time, the further
+            learning_rate = _learning_rate(config, run.step, total, run.time_fraction())
+            loss = training_step(parts, run.images[index.to(device)], crop, learning_rate, generator)
+            run.step += 1
+            window.add(loss, len(index))
+            if run.step % 10 == 0:
+                info = window.report(run.step, total, crop, console)
+                progress.update(task, completed=run.step, info=info)
             out_of_time = deadline is not None and time.monotonic() > deadline
-            if step % config.checkpoint_every == 0:
-                save_checkpoint()
-            if val_images is not None and (step % validate_every == 0 or step == total or out_of_time):
-                network = shipped()
-                network.eval()
-                result = _validate(network, val_images, device, config.val_size, judgement)
-                network.train()
-                model.train()
-                scores = result["model"]
-                console.print(
-                    f"step {step} epoch {step / per_epoch:.1f}: val PSNR {scores['psnr']:.2f} "
-                    f"(grey {result['grey']['psnr']:.2f}) AuC {scores['auc']:.4f} (grey {result['grey']['auc']:.4f}) "
-                    f"colourfulness {scores['colourfulness']:.1f} (truth {scores['true_colourfulness']:.1f})"
-                    + (
-                        f" Frechet {scores['frechet']:.2f} (grey {result['grey']['frechet']:.2f}) agreement "
-                        f"{scores['agreement']:.3f} (grey {result['grey']['agreement']:.3f})"
-                        if "frechet" in scores
-                        else ""
-                    ),
-                    markup=False,
-                )
-                network.eval()
-                # every validated state is kept, so that a trade-off other than the best PSNR can be chosen later
-                (out / SNAPSHOTS).mkdir(exist_ok=True)
-                export(result, step / per_epoch, out / SNAPSHOTS / f"step-{step:07d}.safetensors")
-                if _better(scores, best):
-                    best = {"psnr": scores["psnr"], "metrics": result, "step": step}
-                    if "frechet" in scores:
-                        best["frechet"] = scores["frechet"]
-                    export(result, step / per_epoch)
-                    console.print(f"exported {out / MODEL_NAME} (best so far)")
-                network.train()
-                save_checkpoint()
+            if run.step % config.checkpoint_every == 0:
+                _save_checkpoint(run)
+            if run.val_images is not None and (run.step % validate_every == 0 or run.step == total or out_of_time):
+                _validation_round(run)
             if out_of_time:
-                console.print(f"time limit of {config.max_minutes} minutes reached at step {step}")
+                console.print(f"time limit of {config.max_minutes} minutes reached at step {run.step}")
                 break
-    save_checkpoint()
-    if val_images is None:
-        shipped().eval()
-        export(None, step / per_epoch)
-    console.print(f"done: step {step}, checkpoint {checkpoint_path}, model {out / MODEL_NAME}")
-    return out / MODEL_NAME
+
+
+class _LossWindow:
+    """The mean loss and the images per second over the last 10 steps."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self._reset()
+
+    def _reset(self) -> None:
+        self.loss, self.images, self.start = torch.zeros((), device=self.device), 0, time.perf_counter()
+
+    def add(self, loss: torch.Tensor, images: int) -> None:
+        self.loss += loss
+        self.images += images
+
+    def report(self, step: int, total: int, crop: int, console: Console) -> str:
+        """The progress bar's text (in a log, a line every 200 steps too); starts a new window."""
+        mean_loss, rate = float(self.loss) / 10, self.images / (time.perf_counter() - self.start)
+        if not console.is_terminal and step % 200 == 0:
+            console.print(f"step {step}/{total} loss {mean_loss:.4f} {rate:.1f} img/s at {crop} px")
+        self._reset()
+        return f"loss {mean_loss:.3f} {rate:.1f} img/s"
+
+
+def _validation_round(run: _Run) -> None:
+    """Validate the shipped network, log it, keep a snapshot, export it when it is the best so
+    far (:func:`_better`), and checkpoint."""
+    network = run.shipped
+    network.eval()
+    result = _validate(network, run.val_images, run.device, run.config.val_size, run.judgement)
+    network.train()
+    run.model.train()
+    scores, grey = result["model"], result["grey"]
+    perceptual = (
+        f" Frechet {scores['frechet']:.2f} (grey {grey['frechet']:.2f}) agreement "
+        f"{scores['agreement']:.3f} (grey {grey['agreement']:.3f})"
+        if "frechet" in scores
+        else ""
+    )
+    run.console.print(
+        f"step {run.step} epoch {run.step / run.per_epoch:.1f}: val PSNR {scores['psnr']:.2f} "
+        f"(grey {grey['psnr']:.2f}) AuC {scores['auc']:.4f} (grey {grey['auc']:.4f}) "
+        f"colourfulness {scores['colourfulness']:.1f} (truth {scores['true_colourfulness']:.1f})" + perceptual,
+        markup=False,
+    )
+    network.eval()
+    # every validated state is kept, so that a trade-off other than the best PSNR can be chosen later
+    (run.out / SNAPSHOTS).mkdir(exist_ok=True)
+    _export(run, result, run.out / SNAPSHOTS / f"step-{run.step:07d}.safetensors")
+    if _better(scores, run.best):
+        run.best = {"psnr": scores["psnr"], "metrics": result, "step": run.step}
+        if "frechet" in scores:
+            run.best["frechet"] = scores["frechet"]
+        _export(run, result)
+        run.console.print(f"exported {run.out / MODEL_NAME} (best so far)")
+    network.train()
+    _save_checkpoint(run)
+
+
+def _save_checkpoint(run: _Run) -> None:
+    _atomic_save(
+        {
+            "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "ema": run.averaged.state_dict() if run.averaged is not None else None,
+            "step": run.step,
+            "config": asdict(run.config),
+            "bins": run.bins,
+            "weights": run.weights,
+            "histogram": run.histogram,
+            "best": run.best,
+        },
+        run.out / CHECKPOINT_NAME,
+    )
+
+
+def _export(run: _Run, metrics: dict | None, path: Path | None = None) -> None:
+    """The shipped network and its model card into ``path`` (default ``OUT/model.safetensors``)."""
+    config, network = run.config, run.shipped
+    path = path or run.out / MODEL_NAME
+    card = {
+        "architecture": config.arch,
+        "net": network.config.to_dict(),
+        "parameters": sum(p.numel() for p in network.parameters()),
+        "bins": {
+            "kind": config.bins if config.loss == "classification" else None,
+            "count": len(run.bins) if run.bins is not None else 0,
+        },
+        "loss": config.loss,
+        "teacher": config.teacher,
+        "rebalance_lambda": config.rebalance_lambda,
+        "default_decoding": {"method": VALIDATION_DECODING.method, "temperature": VALIDATION_DECODING.temperature},
+        "data": {
+            "train": config.data,
+            "train_images": run.train_images,
+            "hold_out": config.hold_out,
+            "val": config.val,
+        },
+        "command": config.command,
+        "steps": run.step,
+        "epochs": round(run.step / run.per_epoch, 2),
+        "batch_size": config.batch_size,
+        "crop_size": config.size,
+        "crop_schedule": config.size_schedule,
+        "lr": config.lr,
+        "encoder_lr": config.encoder_lr,
+        "ema": config.ema,
+        "validation_at_256px": metrics,
+    }
+    save_model(network, path, extra={"card": card})
+    path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")

@@ -1,12 +1,13 @@
-"""The stages of a film's streaming pipeline, and the checks around a run.
+"""The stages of a film's streaming pipeline: three threads, their failure, Ctrl-C and progress.
 
 Three threads joined by bounded queues overlap the work:
 
-    read (demux + threaded decode, :class:`~vidcolor.film_input.FilmReader`)
-        -> colour (batch luma -> network -> chroma, on the device)
-        -> write (encode + mux, packets of the other streams copied in demux order: a
-           :class:`~vidcolor.film_output.FilmOutput`, or a
-           :class:`~vidcolor.segments.SegmentWriter` for a run of segments)
+    read (demux + threaded decode, :class:`~vidcolor.film.source.FilmReader`)
+        -> colour (batch luma -> network -> chroma, on the device:
+           :func:`~vidcolor.film.frames.make_chroma_function`)
+        -> write (a :class:`~vidcolor.film.sink.FrameSink`: encode + mux into the final
+           :class:`~vidcolor.film.sink.FilmOutput`, packets of the other streams copied in
+           demux order, or a :class:`~vidcolor.film.segments.SegmentWriter` for a run of segments)
 
 The pipeline runs over a whole film or over a span of it (a run of segments and its warm-up).
 """
@@ -19,42 +20,19 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Protocol
 
 import av
 import numpy as np
-import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from vidcolor.chroma import chroma_planes
-from vidcolor.colorizer import Colorizer
-from vidcolor.decoding import FilmState
-from vidcolor.errors import OutputError, TruncatedFilmError, VidcolorError
-from vidcolor.film_input import ColourEncoding, FilmReader, SourceFilm
-
-
-class FrameSink(Protocol):
-    """Where the write stage puts coloured frames and other streams' packets."""
-
-    frames: int
-
-    def keeps(self, packet: av.Packet) -> bool: ...
-
-    def write_frame(self, frame: av.VideoFrame, u: np.ndarray, v: np.ndarray) -> None: ...
-
-    def write_packet(self, packet: av.Packet) -> None: ...
-
+from vidcolor.errors import OutputError, VidcolorError
+from vidcolor.film.sink import FrameSink
+from vidcolor.film.source import FilmReader, SourceFilm, to_planar
 
 # How many items may wait between two stages (frames and copied packets).
 READ_QUEUE_ITEMS = 64
 BATCH_QUEUE_BATCHES = 2
-# A film is truncated when its frames end more than this many frames before the video's own
-# declared end (1.5: one frame of rounding is allowed, two missing frames are not), or, where
-# only the whole container's length is declared, when no stream reaches that far (a film whose
-# audio outlasts its pictures is whole).
-MISSING_FRAMES_ALLOWED = 1.5
 # Seconds the main thread waits for the stages to end once one has failed.
 STAGE_JOIN_SECONDS = 10
 
@@ -124,37 +102,6 @@ def _get(q: queue.Queue, failure: Failure) -> object:
     return _END
 
 
-def _to_planar(frame: av.VideoFrame) -> av.VideoFrame:
-    if frame.format.name in ("yuv420p", "yuvj420p"):
-        return frame
-    return frame.reformat(format="yuv420p")
-
-
-def _plane_array(plane: av.video.plane.VideoPlane, height: int, width: int) -> np.ndarray:
-    data = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
-    return data[:height, :width]
-
-
-def make_chroma_function(
-    colorizer: Colorizer, state: FilmState | None, encoding: ColourEncoding
-) -> Callable[[list[av.VideoFrame]], list[tuple[np.ndarray, np.ndarray]]]:
-    """A function from a list of yuv420p frames (in film order) to their new (U, V) planes (uint8 NumPy)."""
-    pin = colorizer.device.type == "cuda"
-
-    def colorize_chroma(frames: list[av.VideoFrame]) -> list[tuple[np.ndarray, np.ndarray]]:
-        height, width = frames[0].height, frames[0].width
-        luma = np.stack([_plane_array(f.planes[0], height, width) for f in frames])
-        tensor = torch.from_numpy(luma)
-        if pin:
-            tensor = tensor.pin_memory()
-        tensor = tensor.to(colorizer.device, non_blocking=True)
-        u, v = chroma_planes(tensor, colorizer, state, full_range=encoding.full_range, matrix=encoding.matrix)
-        u, v = u.cpu().numpy(), v.cpu().numpy()
-        return [(u[i], v[i]) for i in range(len(frames))]
-
-    return colorize_chroma
-
-
 def _read_stage(reader: FilmReader, out_queue: queue.Queue, failure: Failure) -> None:
     """Read the whole film into ``out_queue``, then the end mark."""
     try:
@@ -179,7 +126,7 @@ def _colour_stage(
                     finished = True
                     break
                 if isinstance(item, av.VideoFrame):
-                    item = _to_planar(item)
+                    item = to_planar(item)
                     frames.append(item)
                 batch.items.append(item)
             if failure.stop.is_set():
@@ -274,37 +221,3 @@ def run_pipeline(
     if error is not None:
         raise VidcolorError(f"{film.path}: {type(error).__name__}: {error}") from error
     return reader
-
-
-def check_complete(
-    film: SourceFilm,
-    frames: int,
-    ends: tuple[float | None, float | None],
-    target: Path,
-    notices: list[str],
-    accept_truncated: bool,
-) -> None:
-    """Raise :class:`VidcolorError` if no frame was written or the film's frames end short of its
-    declared length (with ``accept_truncated``, add a line to ``notices`` saying what is missing
-    instead). ``ends``: where the latest frame, and the latest packet of any stream, end (seconds).
-    """
-    if frames == 0:
-        raise VidcolorError(f"{film.path}: no video frames could be decoded")
-    if film.declared_end is None:
-        return
-    declared_end, own = film.declared_end
-    video_end, content_end = ends
-    end = video_end if own else content_end
-    if end is None or declared_end - end <= MISSING_FRAMES_ALLOWED * film.frame_seconds:
-        return
-    missing = declared_end - end
-    what = (
-        f"the film ends at {end:.2f} s of the {declared_end:.2f} s it declares: "
-        f"{missing:.2f} s (about {round(missing / film.frame_seconds)} frames) missing"
-    )
-    if not accept_truncated:
-        raise TruncatedFilmError(
-            f"{film.path}: {what} (truncated or damaged); {target} was not written "
-            "(--accept-truncated colorizes what there is)"
-        )
-    notices.append(f"{what}; colorized what there is (--accept-truncated)")

@@ -3,11 +3,8 @@
 A long film is colorized as segments that each start at a keyframe (about every
 ``segment_seconds``), found from the packets of the film stream without decoding. Each
 segment's colour video is encoded on its own (so it starts with a keyframe of its own) and kept
-as a *segment file*: the encoder's packets with their exact timestamps in the film's time base.
-A container would not keep them exactly: NUT (tried) changed the time base and lost the first
-decode timestamps, and Matroska keeps milliseconds, while the final film must carry the
-source's timestamps. The final film is assembled from the segment files
-(:mod:`vidcolor.film_assembly`).
+as a *segment file* (:mod:`vidcolor.film.journal`). The final film is assembled from the
+segment files (:mod:`vidcolor.film.assembly`).
 
 A segment other than the first starts with a *warm-up*: the frames just before it are
 colorized but not written, so that the film's temporal state enters the segment as a one-pass
@@ -17,8 +14,7 @@ run would have it (the blend forgets its start at least as fast as 0.5 per frame
 from __future__ import annotations
 
 import io
-import struct
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -27,16 +23,12 @@ import av
 import numpy as np
 
 from vidcolor.errors import VidcolorError
-from vidcolor.film_input import SourceFilm
-from vidcolor.film_output import add_colour_video, colour_frame
+from vidcolor.film.sink import EncoderSettings, FrameSink, SinkOpener, add_colour_video, colour_frame
+from vidcolor.film.source import SourceFilm
 
-DEFAULT_SEGMENT_SECONDS = 10.0
 # Frames colorized (not written) before a segment: the blend weight is at most 0.5 per frame,
 # so what came before the warm-up weighs at most 0.5 ** 16 (1.5e-5) in the first written frame.
 WARMUP_FRAMES = 16
-SEGMENT_FILE_MAGIC = b"vidcolor segment 1\n"
-_PACKET_HEADER = struct.Struct("<qqqBI")  # pts, dts, duration, keyframe, payload size
-_NO_TIME = -(2**63)
 
 
 @dataclass(frozen=True)
@@ -71,6 +63,9 @@ class Segment:
     def from_json(cls, values: list[int | None]) -> Segment:
         index, start, end, warmup = values
         return cls(int(index), start, end, warmup)
+
+
+WHOLE_FILM = Segment(0, None, None, None)  # a film of one segment: from its start to its end
 
 
 def choose_boundaries(keyframes: Iterable[int], ticks_per_segment: int) -> list[int]:
@@ -112,6 +107,17 @@ def plan_segments(path: Path, seconds: float, warmup_frames: int = WARMUP_FRAMES
     ]
 
 
+def runs_of(segments: list[Segment]) -> list[list[Segment]]:
+    """``segments`` (in film order) split into runs of consecutive indices."""
+    runs: list[list[Segment]] = []
+    for segment in segments:
+        if runs and runs[-1][-1].index == segment.index - 1:
+            runs[-1].append(segment)
+        else:
+            runs.append([segment])
+    return runs
+
+
 @dataclass(frozen=True)
 class EncodedPacket:
     """One packet of the colour video: timestamps in the film's time base (None unknown)."""
@@ -125,38 +131,6 @@ class EncodedPacket:
     @classmethod
     def of(cls, packet: av.Packet) -> EncodedPacket:
         return cls(packet.pts, packet.dts, packet.duration or 0, bool(packet.is_keyframe), bytes(packet))
-
-
-def pack_segment(packets: Iterable[EncodedPacket]) -> bytes:
-    """A segment file's bytes: the magic line, then each packet's header and payload."""
-    out = io.BytesIO()
-    out.write(SEGMENT_FILE_MAGIC)
-    for p in packets:
-        stamps = (_NO_TIME if t is None else t for t in (p.pts, p.dts))
-        out.write(_PACKET_HEADER.pack(*stamps, p.duration, int(p.keyframe), len(p.payload)))
-        out.write(p.payload)
-    return out.getvalue()
-
-
-def read_segment(path: Path) -> Iterator[EncodedPacket]:
-    """The packets of a segment file, in decode order.
-
-    Raises:
-        VidcolorError: the file is not a whole segment file.
-    """
-    with open(path, "rb") as file:
-        if file.read(len(SEGMENT_FILE_MAGIC)) != SEGMENT_FILE_MAGIC:
-            raise VidcolorError(f"{path}: not a vidcolor segment file")
-        while header := file.read(_PACKET_HEADER.size):
-            if len(header) < _PACKET_HEADER.size:
-                raise VidcolorError(f"{path}: cut short")
-            pts, dts, duration, keyframe, size = _PACKET_HEADER.unpack(header)
-            payload = file.read(size)
-            if len(payload) < size:
-                raise VidcolorError(f"{path}: cut short")
-            yield EncodedPacket(
-                None if pts == _NO_TIME else pts, None if dts == _NO_TIME else dts, duration, bool(keyframe), payload
-            )
 
 
 def reorder_delay(pts: list[int]) -> int:
@@ -183,14 +157,14 @@ class SegmentResult:
 
 class SegmentEncoder:
     """Encodes one segment's colour frames exactly as the whole film's encoder is set up
-    (:func:`~vidcolor.film_output.add_colour_video`, in an unwritten container of the target's
+    (:func:`~vidcolor.film.sink.add_colour_video`, in an unwritten container of the target's
     format, so that header flags match), keeping the packets in memory."""
 
-    def __init__(self, target: Path, source: SourceFilm, codec: str | None, crf: int, preset: str) -> None:
+    def __init__(self, target: Path, source: SourceFilm, encoder: EncoderSettings) -> None:
         probe = io.BytesIO()
         probe.name = target.name  # the format is guessed from the name, as for the real output
         self._container = av.open(probe, "w")
-        self.video = add_colour_video(self._container, source, codec, crf, preset, [])
+        self.video = add_colour_video(self._container, source, encoder, [])
         self.packets: list[EncodedPacket] = []
 
     def encode(self, frame: av.VideoFrame, u: np.ndarray, v: np.ndarray) -> None:
@@ -207,7 +181,7 @@ class SegmentEncoder:
 class SegmentWriter:
     """The write stage of a run over consecutive segments: frames before the first segment are
     its warm-up (counted, not written); each segment is encoded by a fresh encoder and handed to
-    ``finished`` as soon as the first frame past its end arrives (or the run ends).
+    ``finished`` as soon as the first frame past its end arrives (or the run is closed).
 
     Its ``keeps`` accepts no packet of other streams: they are copied at assembly.
     """
@@ -255,9 +229,25 @@ class SegmentWriter:
         self.finished(SegmentResult(segment, self._encoder.finish(), self._segment_frames, self._video_end))
         self._encoder, self._segment_frames = None, 0
 
-    def finish(self) -> None:
-        """Close the open segment, and hand on any segment of the run that got no frame."""
+    def close(self, ends: tuple[float | None, float | None]) -> None:
+        """Close the open segment, and hand on any segment of the run that got no frame (the
+        film's completeness is checked when it is assembled, so ``ends`` is not needed)."""
         self._close()
         while self._next < len(self.segments):
             self.finished(SegmentResult(self.segments[self._next], [], 0, None))
             self._next += 1
+
+    def discard(self) -> None:
+        """After a failure: the segments handed on so far stay; the open one is dropped."""
+
+
+def segment_sink(
+    target: Path, encoder: EncoderSettings, span: list[Segment], finished: Callable[[SegmentResult], None]
+) -> SinkOpener:
+    """The sink of a run of segments: a :class:`SegmentWriter` on the opened film, each segment
+    encoded as ``target``'s film would be and handed to ``finished`` when done."""
+
+    def open_writer(film: SourceFilm) -> FrameSink:
+        return SegmentWriter(span, lambda: SegmentEncoder(target, film, encoder), finished, film.frame_seconds)
+
+    return open_writer

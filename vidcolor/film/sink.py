@@ -1,7 +1,11 @@
-"""The output side of a film: the colour video stream, each other stream's fate, mux, flush.
+"""The output side of a film: the colour video stream, each other stream's fate, mux, flush,
+and the check that the written film is whole.
+
+A :class:`FrameSink` is where the pipeline's write stage puts frames: the final
+:class:`FilmOutput`, or a run of segments (:class:`~vidcolor.film.segments.SegmentWriter`).
 
 :class:`FilmOutput` writes to a hidden partial file beside the target (:mod:`vidcolor.partial`)
-and renames it over the target only in :meth:`FilmOutput.finish`; :meth:`FilmOutput.discard`
+and renames it over the target only in :meth:`FilmOutput.close`; :meth:`FilmOutput.discard`
 removes it, so a failed or interrupted run leaves nothing under the target. Every failure to
 write (a full disk, a read-only folder) is an :class:`~vidcolor.errors.OutputError` naming the
 target. Every input stream other than the
@@ -15,15 +19,16 @@ import contextlib
 import enum
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import av
 import numpy as np
 
-from vidcolor.errors import OutputError, VidcolorError
-from vidcolor.film_input import SourceFilm
+from vidcolor.errors import OutputError, TruncatedFilmError, VidcolorError
+from vidcolor.film.source import SourceFilm
 from vidcolor.partial import claim_partial, remove_partial
 
 # Containers that only accept their own family of codecs, and the encoders to use there.
@@ -45,6 +50,42 @@ EVEN_PIXEL_FORMAT, ODD_PIXEL_FORMAT = "yuv420p", "yuv444p"
 # bottom first), bottom field first.
 FIELD_TT, FIELD_BB, FIELD_TB, FIELD_BT = 2, 3, 4, 5
 INTERLACED_ORDERS = (FIELD_TT, FIELD_BB, FIELD_TB, FIELD_BT)
+# A film is truncated when its frames end more than this many frames before the video's own
+# declared end (1.5: one frame of rounding is allowed, two missing frames are not), or, where
+# only the whole container's length is declared, when no stream reaches that far (a film whose
+# audio outlasts its pictures is whole).
+MISSING_FRAMES_ALLOWED = 1.5
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    """The colour video's encoder: codec (None: the container's usual one), CRF and preset."""
+
+    codec: str | None = None  # None: libx264, or libvpx-vp9 for WebM
+    crf: int = 18
+    preset: str = "medium"
+
+
+class FrameSink(Protocol):
+    """Where the write stage puts coloured frames and other streams' packets; closed (``ends``:
+    where the latest frame, and the latest packet of any stream, end, in seconds) when the
+    pipeline is through, discarded (no-op after a close) in any case."""
+
+    frames: int
+    warmup: int
+
+    def keeps(self, packet: av.Packet) -> bool: ...
+
+    def write_frame(self, frame: av.VideoFrame, u: np.ndarray, v: np.ndarray) -> None: ...
+
+    def write_packet(self, packet: av.Packet) -> None: ...
+
+    def close(self, ends: tuple[float | None, float | None]) -> None: ...
+
+    def discard(self) -> None: ...
+
+
+SinkOpener = Callable[[SourceFilm], FrameSink]  # opens a span's sink on the opened source film
 
 
 def encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:
@@ -195,24 +236,22 @@ def video_codec(container: av.container.OutputContainer, codec: str | None) -> s
 def add_colour_video(
     container: av.container.OutputContainer,
     source: SourceFilm,
-    codec: str | None,
-    crf: int,
-    preset: str,
+    encoder: EncoderSettings,
     notices: list[str],
 ) -> av.video.stream.VideoStream:
     """Add the colour video stream to ``container``: the source film's size (odd sizes in 4:4:4,
     with a line in ``notices``), time base, aspect ratio, colour range and tags, field order,
-    display rotation and language/title; encoder ``codec`` (None: :func:`video_codec`), without
-    B-frames in AVI (which cannot reorder them without shifting the timestamps).
+    display rotation and language/title; ``encoder``'s codec (None: :func:`video_codec`), CRF and
+    preset, without B-frames in AVI (which cannot reorder them without shifting the timestamps).
 
     Raises:
         VidcolorError: the codec is not available.
     """
-    codec = video_codec(container, codec)
+    codec = video_codec(container, encoder.codec)
     film = source.stream
     rate = film.average_rate or film.guessed_rate or 25
     try:
-        video = container.add_stream(codec, rate=rate, options=encoder_options(codec, crf, preset))
+        video = container.add_stream(codec, rate=rate, options=encoder_options(codec, encoder.crf, encoder.preset))
     except (av.error.FFmpegError, ValueError) as error:
         raise VidcolorError(f"--codec {codec}: not available ({error})") from None
     video.width, video.height = film.codec_context.width, film.codec_context.height
@@ -268,15 +307,22 @@ class FilmOutput:
 
     The video stream takes the source's size (odd sizes in 4:4:4, with a notice), time base,
     aspect ratio, colour range and tags, field order, display rotation and language/title;
-    ``codec`` None means libx264 (libvpx-vp9 in WebM).
+    ``encoder.codec`` None means libx264 (libvpx-vp9 in WebM). :meth:`close` checks that the
+    film is whole (``accept_truncated``: a notice instead of an error) and moves it onto the target.
 
     Raises (from the constructor):
         OutputError: the target cannot be written.
         VidcolorError: the codec is not available.
     """
 
-    def __init__(self, target: Path, source: SourceFilm, codec: str | None, crf: int, preset: str) -> None:
+    warmup = 0  # a sink of its own: every frame is written
+
+    def __init__(
+        self, target: Path, source: SourceFilm, encoder: EncoderSettings, accept_truncated: bool = False
+    ) -> None:
         self.target = target
+        self.source = source
+        self.accept_truncated = accept_truncated
         self.frames = 0
         self.copied = 0
         self.container: av.container.OutputContainer | None = None
@@ -286,7 +332,7 @@ class FilmOutput:
         except (OSError, av.error.FFmpegError, ValueError) as error:
             raise OutputError(target, error) from None
         try:
-            self.video = add_colour_video(self.container, source, codec, crf, preset, self.notices)
+            self.video = add_colour_video(self.container, source, encoder, self.notices)
             self.others = plan_other_streams(source, self.container, self.notices)
         except BaseException:
             self.discard()
@@ -328,13 +374,18 @@ class FilmOutput:
         with self._writing():
             self.copied += self.others[packet.stream.index].write(self.container, packet)
 
-    def finish(self) -> None:
-        """Flush every encoder, close the file and move it onto the target.
+    def close(self, ends: tuple[float | None, float | None]) -> None:
+        """Check that the film is whole (:func:`check_complete`), flush every encoder, close the
+        file and move it onto the target. ``ends``: where the latest frame, and the latest packet
+        of any stream, end (seconds).
 
         Raises:
+            VidcolorError: no frame was written; TruncatedFilmError: the frames end short of the
+            film's declared length (unless ``accept_truncated``).
             OutputError: the file could not be written (FFmpeg buffers, so a full disk often
             shows only here, at the trailer).
         """
+        check_complete(self.source, self.frames, ends, self.target, self.notices, self.accept_truncated)
         with self._writing():
             self.container.mux(self.video.encode(None))
             for other in self.others.values():
@@ -354,7 +405,7 @@ class FilmOutput:
             raise OutputError(self.target, error) from None
 
     def discard(self) -> None:
-        """Close and remove the temporary file (nothing to do after :meth:`finish`)."""
+        """Close and remove the temporary file (nothing to do after :meth:`close`)."""
         if self.container is not None:
             try:
                 self.container.close()
@@ -362,3 +413,37 @@ class FilmOutput:
                 pass
             self.container = None
         remove_partial(self.partial)
+
+
+def check_complete(
+    film: SourceFilm,
+    frames: int,
+    ends: tuple[float | None, float | None],
+    target: Path,
+    notices: list[str],
+    accept_truncated: bool,
+) -> None:
+    """Raise :class:`VidcolorError` if no frame was written or the film's frames end short of its
+    declared length (with ``accept_truncated``, add a line to ``notices`` saying what is missing
+    instead). ``ends``: where the latest frame, and the latest packet of any stream, end (seconds).
+    """
+    if frames == 0:
+        raise VidcolorError(f"{film.path}: no video frames could be decoded")
+    if film.declared_end is None:
+        return
+    declared_end, own = film.declared_end
+    video_end, content_end = ends
+    end = video_end if own else content_end
+    if end is None or declared_end - end <= MISSING_FRAMES_ALLOWED * film.frame_seconds:
+        return
+    missing = declared_end - end
+    what = (
+        f"the film ends at {end:.2f} s of the {declared_end:.2f} s it declares: "
+        f"{missing:.2f} s (about {round(missing / film.frame_seconds)} frames) missing"
+    )
+    if not accept_truncated:
+        raise TruncatedFilmError(
+            f"{film.path}: {what} (truncated or damaged); {target} was not written "
+            "(--accept-truncated colorizes what there is)"
+        )
+    notices.append(f"{what}; colorized what there is (--accept-truncated)")

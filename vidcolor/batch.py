@@ -1,9 +1,8 @@
-"""``vidcolor INPUT...``: pair inputs with outputs, colorize images then films, report."""
+"""``vidcolor INPUT...``: a batch of inputs paired with outputs, images colorized then films, reported."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,14 +10,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
-from vidcolor.colorizer import ColorizerSpec
-from vidcolor.errors import TruncatedFilmError, VidcolorError
-from vidcolor.image import colorize_picture, read_image, reference_histogram, write_image
+from vidcolor.colorizer import Colorizer, ColorizerSpec
+from vidcolor.errors import TruncatedFilmError, VidcolorError, one_file
+from vidcolor.film.engine import colorize_film
+from vidcolor.film.job import FilmJob, FilmOptions
+from vidcolor.film.journal import work_folder
+from vidcolor.film.ray import RayCluster, colorize_films_on_ray
+from vidcolor.hints import read_hints
+from vidcolor.image import colorize_picture, read_image, write_image
 from vidcolor.inputs import IMAGE_SUFFIXES, VIDEO_SUFFIXES, expand_inputs, sniff_kind
-from vidcolor.journal import work_folder
-from vidcolor.mrf import MRFSettings
-from vidcolor.ray_engine import colorize_films_on_ray
-from vidcolor.video import VideoOptions, colorize_video
 
 
 def default_output(path: Path, kind: str, folder: Path | None = None) -> Path:
@@ -32,16 +32,6 @@ def default_output(path: Path, kind: str, folder: Path | None = None) -> Path:
     return (folder or path.parent) / name
 
 
-@dataclass(frozen=True)
-class EngineChoice:
-    """Where films are colorized: ``local`` (this process) or ``ray`` (``address`` None: a local
-    Ray; ``workers`` None: one per GPU, else one per 2 CPU cores)."""
-
-    name: str = "local"
-    address: str | None = None
-    workers: int | None = None
-
-
 @dataclass
 class Job:
     """One input, its output and its kind (``"image"`` or ``"video"``)."""
@@ -49,24 +39,6 @@ class Job:
     source: Path
     target: Path
     kind: str
-
-
-@contextlib.contextmanager
-def one_file(source: Path, report: Callable[[str], None]) -> Iterator[None]:
-    """The one place where a file's failure becomes a one-line error while the batch goes on.
-
-    A :class:`VidcolorError` is reported as it is (it names the input, or the output when
-    writing failed); running out of memory and any other exception are reported against
-    ``source``. Interrupts pass through.
-    """
-    try:
-        yield
-    except VidcolorError as error:
-        report(str(error))
-    except MemoryError:
-        report(f"{source}: not enough memory")
-    except Exception as error:  # noqa: BLE001 - one file's failure must not end the batch
-        report(f"{source}: unexpected {type(error).__name__}: {error} (please report this)")
 
 
 def _kept_work(target: Path, truncated: bool = False) -> str:
@@ -122,24 +94,17 @@ def plan_jobs(
 def run_colorize(
     inputs: list[Path],
     output: Path | None,
+    spec: ColorizerSpec,
     *,
-    model: str,
-    size: int,
-    device: str,
-    decode_method: str | None,
-    temperature: float | None,
-    runtime: str = "auto",
-    precision: str = "auto",
-    overwrite: bool,
-    quiet: bool,
-    video_options: VideoOptions | None = None,
-    mrf: MRFSettings | None = None,
-    temporal: bool = True,
-    reference: Path | None = None,
-    engine: EngineChoice | None = None,
+    film_options: FilmOptions | None = None,
+    overwrite: bool = False,
+    quiet: bool = False,
+    ray: RayCluster | None = None,
+    hints: Path | None = None,
 ) -> int:
-    """Colorize every input; returns the number of failures (errors go to stderr)."""
-    engine = engine or EngineChoice()
+    """Colorize every input (images, then films; films on Ray with ``ray``) with the colorizer
+    ``spec`` describes (``hints``: colour hints for the one photo given); returns the number of
+    failures (errors go to stderr)."""
     console = Console(stderr=True, soft_wrap=True, markup=False)  # file names may hold [brackets]
     quiet = quiet or not console.is_terminal
     failures = 0
@@ -157,80 +122,84 @@ def run_colorize(
     if not jobs:
         console.print(f"nothing colorized ({failures} failed)", highlight=False)
         return failures
-
+    if hints is not None and [job.kind for job in jobs] != ["image"]:
+        report(f"--hints {hints}: hints go with one photo (got {len(jobs)} input(s))")
+        return failures
     try:
-        histogram = reference_histogram(reference) if reference is not None else None
-        spec = ColorizerSpec(
-            model, size, device, decode_method, temperature, mrf, temporal, histogram, runtime, precision
-        )
         colorizer = spec.build()
     except VidcolorError as error:
         report(str(error))
         return failures
     for notice in colorizer.notices:
         console.print(f"vidcolor: {notice}", highlight=False)
-
     images = [job for job in jobs if job.kind == "image"]
-    videos = [job for job in jobs if job.kind == "video"]
-    done = 0
-    if images:
-        with Progress(
-            TextColumn("[bold]images"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            disable=quiet or len(images) < 2,
-        ) as progress:
-            task = progress.add_task("images", total=len(images))
-            for job in images:
-                with one_file(job.source, report):
-                    picture = read_image(job.source)
-                    rgb = colorize_picture(picture, colorizer)
-                    for notice in write_image(job.target, rgb, picture.alpha):
-                        console.print(notice, highlight=False)
-                    done += 1
-                    if not quiet and len(images) < 2:
-                        console.print(f"{job.source} -> {job.target}", highlight=False)
-                progress.advance(task)
-    if videos and engine.name == "ray":
+    films = [FilmJob(job.source, job.target, film_options or FilmOptions()) for job in jobs if job.kind == "video"]
+    done = _colorize_images(images, colorizer, console, quiet, report, hints)
+    if films and ray is not None:
         try:
-            done += colorize_films_on_ray(
-                [(job.source, job.target) for job in videos],
-                spec,
-                colorizer,
-                video_options or VideoOptions(),
-                engine.address,
-                engine.workers,
-                console,
-                quiet,
-                report,
-            )
+            done += colorize_films_on_ray(films, spec, colorizer.fingerprint(), ray, console, quiet, report)
         except VidcolorError as error:
             report(str(error))
         except KeyboardInterrupt:
-            kept = any(work_folder(job.target).exists() for job in videos)
+            kept = any(work_folder(job.target).exists() for job in films)
             hint = " (their finished segments are kept: the same command resumes)" if kept else ""
             report(f"interrupted; the films not finished were not written{hint}")
             raise SystemExit(130) from None
-        videos = []
-    for job in videos:
-        try:
-            with one_file(
-                job.source, lambda message, target=job.target: report(message + _unsaid_work(message, target))
-            ):
-                try:
-                    summary = colorize_video(
-                        job.source, job.target, colorizer, quiet=quiet, console=console, options=video_options
-                    )
-                except TruncatedFilmError as error:  # its kept work needs --accept-truncated to finish
-                    raise VidcolorError(str(error) + _kept_work(job.target, truncated=True)) from None
-                console.print(summary, highlight=False)
-                done += 1
-        except KeyboardInterrupt:
-            report(f"{job.source}: interrupted; {job.target} was not written{_kept_work(job.target)}")
-            raise SystemExit(130) from None
+    else:
+        done += sum(_colorize_film(job, colorizer, console, quiet, report) for job in films)
     console.print(
         f"colorized {done} of {done + failures} file(s)" + (f", {failures} failed" if failures else ""), highlight=False
     )
     return failures
+
+
+def _colorize_images(
+    images: list[Job],
+    colorizer: Colorizer,
+    console: Console,
+    quiet: bool,
+    report: Callable[[str], None],
+    hints: Path | None = None,
+) -> int:
+    """Colorize and write each image (a bar when there are several; ``hints`` for the one
+    image); returns how many were written."""
+    done = 0
+    with Progress(
+        TextColumn("[bold]images"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=quiet or len(images) < 2,
+    ) as progress:
+        task = progress.add_task("images", total=len(images))
+        for job in images:
+            with one_file(job.source, report):
+                picture = read_image(job.source)
+                hinted = read_hints(hints, picture.pixels.shape[:2]) if hints is not None else None
+                rgb = colorize_picture(picture, colorizer, hinted)
+                for notice in write_image(job.target, rgb, picture.alpha):
+                    console.print(notice, highlight=False)
+                done += 1
+                if not quiet and len(images) < 2:
+                    console.print(f"{job.source} -> {job.target}", highlight=False)
+            progress.advance(task)
+    return done
+
+
+def _colorize_film(
+    job: FilmJob, colorizer: Colorizer, console: Console, quiet: bool, report: Callable[[str], None]
+) -> int:
+    """One film on this machine; returns 1 when it was written. Ctrl-C ends the batch (exit 130)."""
+    try:
+        with one_file(job.source, lambda message: report(message + _unsaid_work(message, job.target))):
+            try:
+                summary = colorize_film(job, colorizer, console, quiet)
+            except TruncatedFilmError as error:  # its kept work needs --accept-truncated to finish
+                raise VidcolorError(str(error) + _kept_work(job.target, truncated=True)) from None
+            console.print(summary, highlight=False)
+            return 1
+    except KeyboardInterrupt:
+        report(f"{job.source}: interrupted; {job.target} was not written{_kept_work(job.target)}")
+        raise SystemExit(130) from None
+    return 0

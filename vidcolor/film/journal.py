@@ -8,21 +8,33 @@ encoder settings, the segment length). A segment file is written (and synced) be
 journal entry, and both are replaced atomically, so after a crash, kill -9 or power loss every
 entry names a whole file. Running the same command again keeps the finished segments; a
 changed fingerprint starts afresh.
+
+A *segment file* holds a segment's encoded packets with their exact timestamps in the film's
+time base (:func:`pack_segment`, :func:`read_segment`). A container would not keep them
+exactly: NUT (tried) changed the time base and lost the first decode timestamps, and Matroska
+keeps milliseconds, while the final film must carry the source's timestamps.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import shutil
+import struct
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vidcolor.errors import VidcolorError
+from vidcolor.film.segments import EncodedPacket, Segment, SegmentResult
 from vidcolor.partial import write_atomically
-from vidcolor.segments import Segment, SegmentResult, pack_segment
 
 JOURNAL_NAME = "journal.json"
 JOURNAL_VERSION = 1
+SEGMENT_FILE_MAGIC = b"vidcolor segment 1\n"
+_PACKET_HEADER = struct.Struct("<qqqBI")  # pts, dts, duration, keyframe, payload size
+_NO_TIME = -(2**63)
 # Bytes read from each end of the input for its fingerprint (with its size and mtime).
 FINGERPRINT_SAMPLE = 1 << 20
 
@@ -49,6 +61,38 @@ def film_fingerprint(source: Path, colours: str, settings: dict[str, object]) ->
     (model, runtime, decoding) and the other ``settings`` that change the output (JSON-able)."""
     text = json.dumps({"input": input_fingerprint(source), "colours": colours, **settings}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def pack_segment(packets: Iterable[EncodedPacket]) -> bytes:
+    """A segment file's bytes: the magic line, then each packet's header and payload."""
+    out = io.BytesIO()
+    out.write(SEGMENT_FILE_MAGIC)
+    for p in packets:
+        stamps = (_NO_TIME if t is None else t for t in (p.pts, p.dts))
+        out.write(_PACKET_HEADER.pack(*stamps, p.duration, int(p.keyframe), len(p.payload)))
+        out.write(p.payload)
+    return out.getvalue()
+
+
+def read_segment(path: Path) -> Iterator[EncodedPacket]:
+    """The packets of a segment file, in decode order.
+
+    Raises:
+        VidcolorError: the file is not a whole segment file.
+    """
+    with open(path, "rb") as file:
+        if file.read(len(SEGMENT_FILE_MAGIC)) != SEGMENT_FILE_MAGIC:
+            raise VidcolorError(f"{path}: not a vidcolor segment file")
+        while header := file.read(_PACKET_HEADER.size):
+            if len(header) < _PACKET_HEADER.size:
+                raise VidcolorError(f"{path}: cut short")
+            pts, dts, duration, keyframe, size = _PACKET_HEADER.unpack(header)
+            payload = file.read(size)
+            if len(payload) < size:
+                raise VidcolorError(f"{path}: cut short")
+            yield EncodedPacket(
+                None if pts == _NO_TIME else pts, None if dts == _NO_TIME else dts, duration, bool(keyframe), payload
+            )
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Film chroma planes on the CPU in one pass: luma + low-resolution ab -> Cb, Cr (numba).
 
-The same computation as the torch path of :func:`vidcolor.chroma.chroma_planes` (lightness of
+The same computation as the torch path of :func:`vidcolor.film.frames.chroma_planes` (lightness of
 each luma code by table, area-averaged to chroma resolution; ab bilinearly upsampled,
 ``align_corners=False``; Lab -> XYZ -> linear RGB -> R'G'B' clipped -> Cb/Cr), fused per chroma
 pixel so that no full-resolution float plane is ever made. At 1920x1080 the torch path spent
@@ -25,12 +25,11 @@ from vidcolor.color import (
     LAB_KAPPA,
     RGB_FROM_XYZ,
     WHITE_D65,
+    YCBCR_MATRICES,
     lightness_of_codes,
     linear_to_srgb,
 )
 
-# (Kr, Kb) of the luma equations Y' = Kr R' + (1 - Kr - Kb) G' + Kb B'.
-MATRICES = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722)}
 # sRGB companding of linear light in [0, 1], tabulated at ENCODE_STEPS + 1 points.
 ENCODE_STEPS = 4096
 LINEAR_KNEE = 0.0031308  # below it the companding is linear (x 12.92)
@@ -151,7 +150,7 @@ def chroma_from_ab(
     frames, height, width = luma.shape
     shape = (frames, (height + 1) // 2, (width + 1) // 2)
     u, v = np.empty(shape, np.uint8), np.empty(shape, np.uint8)
-    kr, kb = MATRICES[matrix]
+    kr, kb = YCBCR_MATRICES[matrix]
     _chroma(
         np.ascontiguousarray(luma.numpy()),
         lightness_of_codes(full_range),

@@ -142,6 +142,35 @@ class SourceFilm:
         return None
 
 
+def plane_array(plane: av.video.plane.VideoPlane, height: int, width: int) -> np.ndarray:
+    """A frame's plane as a ``(height, width)`` uint8 view (its line padding cut off)."""
+    data = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
+    return data[:height, :width]
+
+
+def to_planar(frame: av.VideoFrame) -> av.VideoFrame:
+    """The frame in yuv420p (as it is when it already is)."""
+    if frame.format.name in ("yuv420p", "yuvj420p"):
+        return frame
+    return frame.reformat(format="yuv420p")
+
+
+def read_rgb_frames(path: Path, max_frames: int) -> tuple[np.ndarray, float]:
+    """The first ``max_frames`` frames of a film as ``(T, H, W, 3)`` uint8 RGB, and its frame rate.
+
+    Raises:
+        VidcolorError: the file cannot be read as a video.
+    """
+    frames: list[np.ndarray] = []
+    with SourceFilm.open(path) as film:
+        rate = 1.0 / film.frame_seconds
+        for frame in film.container.decode(film.stream):
+            frames.append(frame.to_ndarray(format="rgb24"))
+            if len(frames) >= max_frames:
+                break
+    return np.stack(frames) if frames else np.zeros((0, 1, 1, 3), np.uint8), rate
+
+
 def _parse_clock(text: str | None) -> float | None:
     """Seconds of an ``HH:MM:SS.fraction`` duration tag, or None."""
     try:

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import av
 
-from vidcolor.film_input import SourceFilm, packet_end
-from vidcolor.film_output import FilmOutput
-from vidcolor.journal import Journal
-from vidcolor.segments import EncodedPacket, read_segment
+from vidcolor.film.journal import Journal, read_segment
+from vidcolor.film.segments import EncodedPacket
+from vidcolor.film.sink import FilmOutput
+from vidcolor.film.source import SourceFilm, packet_end
 
 
 def film_decode_times(
@@ -30,7 +30,7 @@ def film_decode_times(
     The ``g``-th packet of the film gets the ``(g - delay)``-th smallest pts of the film, and the
     first ``delay`` packets ``step`` ticks apart before the first pts: strictly increasing, and
     never after the packet's own pts when no segment reorders by more than ``delay``
-    (:func:`~vidcolor.segments.reorder_delay`). Segments must follow one another in pts.
+    (:func:`~vidcolor.film.segments.reorder_delay`). Segments must follow one another in pts.
     """
     history: deque[int] = deque(maxlen=delay)  # the film's largest pts so far, in order
     seen = 0
@@ -92,7 +92,7 @@ def _other_packets(film: SourceFilm) -> Iterator[tuple[float, int, av.Packet]]:
 def assemble(film: SourceFilm, journal: Journal, output: FilmOutput) -> Assembly:
     """Write every finished segment of ``journal`` (all of the plan) and the other streams of
     ``film`` (opened fresh, not read yet) into ``output``, interleaved by time; the caller
-    finishes or discards ``output``.
+    closes or discards ``output``.
 
     Raises:
         OutputError: the output could not be written.
