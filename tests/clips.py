@@ -145,13 +145,14 @@ def make_clip(
     return {"pts": pts_list, "time_base": time_base, "duration": duration}
 
 
-def make_grey_copy(source: Path, target: Path, limit: int | None = None) -> None:
+def make_grey_copy(source: Path, target: Path, limit: int | None = None, gop: int | None = None) -> None:
     """``source``'s film (its first ``limit`` frames) with the chroma set to neutral and the luma
-    kept, as H.264 at CRF 12 with the source's time base and timestamps: a colour clip turned
-    grey, whose truth is the source."""
+    kept, as H.264 at CRF 12 (a keyframe every ``gop`` frames; None: the encoder's default) with
+    the source's time base and timestamps: a colour clip turned grey, whose truth is the source."""
     with av.open(str(source)) as inp, av.open(str(target), "w") as out:
         film = inp.streams.video[0]
-        video = out.add_stream("libx264", rate=film.average_rate or 25, options={"crf": "12", "preset": "fast"})
+        options = {"crf": "12", "preset": "fast", **({"g": str(gop)} if gop else {})}
+        video = out.add_stream("libx264", rate=film.average_rate or 25, options=options)
         video.width, video.height, video.pix_fmt = film.width, film.height, "yuv420p"
         video.time_base = film.time_base
         for count, frame in enumerate(inp.decode(film)):

@@ -35,7 +35,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 def colour_and_grey(tmp_path: Path) -> tuple[Path, Path]:
     colour, grey = tmp_path / "colour.mp4", tmp_path / "grey.mp4"
     make_clip(colour, frames=36, width=128, height=96, colour=True, audio=())
-    make_grey_copy(colour, grey)
+    make_grey_copy(colour, grey, gop=12)
     return colour, grey
 
 
@@ -97,6 +97,18 @@ def test_a_keyframe_colours_its_own_frame_and_its_shot(tmp_path, colour_and_grey
     guided_mean = np.mean([psnr(f, t) for f, t in zip(guided_frames, truth, strict=True)])
     assert guided_mean > auto_mean + 3
     assert psnr(guided_frames[-1], truth[-1]) > psnr(auto_frames[-1], truth[-1]) + 1.5
+    # in segments (each with its own guide state), and for a batch of films each from its own subfolder
+    films = tmp_path / "films"
+    films.mkdir()
+    (films / "grey.mp4").write_bytes(grey.read_bytes())
+    (keys / "grey").mkdir()
+    (keys / "000000.png").rename(keys / "grey" / "000000.png")
+    out = tmp_path / "out"
+    done = run_cli(str(films), "-o", str(out), "--keyframes", str(keys), "--segment-seconds", "0.5", *FAST)
+    assert done.returncode == 0 and "3 segments" in done.stderr, done.stderr
+    segmented = frames_rgb(out / "grey_color.mp4")
+    assert psnr(segmented[0], truth[0]) > 35
+    assert np.mean([psnr(f, t) for f, t in zip(segmented, truth, strict=True)]) > auto_mean + 3
 
 
 def test_keyframes_need_the_temporal_link_and_bad_ones_fail_the_film_only(tmp_path, colour_and_grey):
@@ -119,12 +131,12 @@ def test_a_changed_keyframe_changes_the_journal_fingerprint(tmp_path, colour_and
     keys.mkdir()
     Image.new("RGB", (128, 96), (10, 200, 10)).save(keys / "000000.png")
     job = FilmJob(grey, tmp_path / "out.mp4", FilmOptions(segment_seconds=0.5, keyframes=keys))
-    first = plan_film(job, "colours", always_segments=True)
+    first = plan_film(job, "colours")
     assert isinstance(first, InSegments) and not first.notices
-    again = plan_film(job, "colours", always_segments=True)
+    again = plan_film(job, "colours")
     assert isinstance(again, InSegments) and not again.notices  # the same keyframes: it resumes
     Image.new("RGB", (128, 96), (200, 10, 10)).save(keys / "000000.png")
-    changed = plan_film(job, "colours", always_segments=True)
+    changed = plan_film(job, "colours")
     assert any("another input, model or settings" in notice for notice in changed.notices)
     changed.journal.remove()
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -19,6 +19,7 @@ from vidcolor.film.ray import RayCluster, colorize_films_on_ray
 from vidcolor.hints import read_hints
 from vidcolor.image import colorize_picture, read_image, write_image
 from vidcolor.inputs import IMAGE_SUFFIXES, VIDEO_SUFFIXES, expand_inputs, sniff_kind
+from vidcolor.keyframes import keyframes_folder
 
 
 def default_output(path: Path, kind: str, folder: Path | None = None) -> Path:
@@ -133,7 +134,7 @@ def run_colorize(
     for notice in colorizer.notices:
         console.print(f"vidcolor: {notice}", highlight=False)
     images = [job for job in jobs if job.kind == "image"]
-    films = [FilmJob(job.source, job.target, film_options or FilmOptions()) for job in jobs if job.kind == "video"]
+    films = [_film_job(job, film_options or FilmOptions()) for job in jobs if job.kind == "video"]
     done = _colorize_images(images, colorizer, console, quiet, report, hints)
     if films and ray is not None:
         try:
@@ -151,6 +152,13 @@ def run_colorize(
         f"colorized {done} of {done + failures} file(s)" + (f", {failures} failed" if failures else ""), highlight=False
     )
     return failures
+
+
+def _film_job(job: Job, options: FilmOptions) -> FilmJob:
+    """The film's job, with its own keyframes folder under ``--keyframes`` (or none)."""
+    if options.keyframes is not None:
+        options = replace(options, keyframes=keyframes_folder(options.keyframes, job.source))
+    return FilmJob(job.source, job.target, options)
 
 
 def _colorize_images(

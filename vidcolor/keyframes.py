@@ -1,6 +1,7 @@
 """Keyframes: colour images of chosen film frames that colour their shots (``--keyframes DIR``).
 
-Each image in DIR is named by the frame it colours (the name's stem):
+Each image in DIR (or, for a batch of films, in ``DIR/<film's stem>/``) is named by the frame it
+colours (the name's stem):
 
 - a frame number, ``000120.png`` (frame 120, counted from 0 at the film's start at its nominal
   frame rate: ``start + 120 / rate`` seconds);
@@ -52,6 +53,18 @@ class KeyframeFile:
         if self.seconds is not None:
             return self.seconds
         return start + self.frame * frame_seconds
+
+
+def keyframes_folder(folder: Path, film: Path) -> Path | None:
+    """Where ``film``'s keyframes are under ``--keyframes folder``: its own subfolder
+    ``folder/<film's stem>/`` when there is one (for a batch of films), else ``folder`` itself
+    when it holds images, else None (the film is colorized automatically)."""
+    own = folder / film.stem
+    if own.is_dir():
+        return own
+    if folder.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir()):
+        return folder
+    return None
 
 
 def keyframe_files(folder: Path) -> list[KeyframeFile]:
