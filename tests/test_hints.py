@@ -88,3 +88,15 @@ def test_a_photo_takes_its_hints_colours(tmp_path):
         str(tmp_path / "hints.json"),
     )
     assert again.returncode == 1 and "hints go with one photo" in again.stderr
+
+
+def test_hints_on_a_16_bit_photo_keep_its_depth(tmp_path):
+    grey = np.tile(np.linspace(8000, 52000, 128, dtype=np.uint16), (96, 1))
+    Image.fromarray(grey).save(tmp_path / "deep.png")
+    (tmp_path / "hints.json").write_text(json.dumps([{"x": 64, "y": 48, "colour": [30, 160, 60]}]))
+    done = run_cli(str(tmp_path / "deep.png"), "--hints", str(tmp_path / "hints.json"), "--size", "64")
+    assert done.returncode == 0, done.stderr
+    out = read_image(tmp_path / "deep_color.png").pixels
+    assert out.dtype == np.uint16
+    got = lab_of((out[48, 64] / 257).round().astype(np.uint8)[None])[0]
+    assert np.abs(got[1:] - lab_of(np.array([30, 160, 60], np.uint8))[1:]).max() < 2.5

@@ -158,19 +158,16 @@ def _read_out(e, scale, q):  # pragma: no cover - compiled
 
 @numba.njit(parallel=True, **_COMPILE)
 def _mean_field(bias, right, down, iterations, same, near, band, blocks, field, e, scale, links, q):  # pragma: no cover
-    """Mean-field inference of the Potts model, independently for each channel.
+    """Mean-field inference of the Potts model, independently for each channel; fills ``q``
+    ``(C, K, H, W)`` with each pixel's distribution (summing to 1).
 
-    Args:
-        bias: ``(C, K, H, W)`` float64 unary plus temporal field, per channel.
-        right, down: ``(H, W)`` float64 weights of each pixel's link to its right / lower
-            neighbour (those of the last column / row are ignored).
-        iterations: sweeps; same, near, band: the banded Potts compatibility.
-        blocks: bands of rows per channel run in parallel (threads / channels, at least 1).
-        field, e, scale, links: work buffers of shapes ``(C, 2, H, K, ceil(W/2))``,
-            ``(C, 2, H + 2, K, ceil(W/2) + 2)``, ``(C, 2, H + 2, ceil(W/2) + 2)`` and
-            ``(2, 4, H, ceil(W/2))`` (any contents; overwritten).
-        q: ``(C, K, H, W)`` float64 output buffer.
-    Fills ``q`` with each pixel's distribution (summing to 1).
+    Args: ``bias`` ``(C, K, H, W)`` float64 unary plus temporal field, per channel; ``right``,
+    ``down`` ``(H, W)`` float64 weights of each pixel's link to its right / lower neighbour (the
+    last column's / row's ignored); ``iterations``: sweeps; ``same``, ``near``, ``band``: the
+    banded Potts compatibility; ``blocks``: bands of rows per channel run in parallel (threads /
+    channels, at least 1); ``field``, ``e``, ``scale``, ``links``: work buffers (overwritten) of
+    shapes ``(C, 2, H, K, ceil(W/2))``, ``(C, 2, H + 2, K, ceil(W/2) + 2)``,
+    ``(C, 2, H + 2, ceil(W/2) + 2)`` and ``(2, 4, H, ceil(W/2))``.
     """
     channels, k, height, width = bias.shape
     half = (width + 1) // 2
@@ -178,8 +175,7 @@ def _mean_field(bias, right, down, iterations, same, near, band, blocks, field, 
     # Scratch per task, reused row after row: messages (band + 1 zero rows, K rows, band zero
     # rows), the 4 scaled link weights, the running band sum and the running max. Each is its
     # own array so that LLVM can vectorise the loops that write one and read another.
-    tasks = channels * blocks
-    first = band + 1
+    tasks, first = channels * blocks, band + 1
     messages = np.zeros((tasks, first + k + band, half))
     to_left = np.empty((tasks, half))
     to_right = np.empty((tasks, half))
