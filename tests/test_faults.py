@@ -333,12 +333,23 @@ def make_mjpeg_avi(path: Path, frames: int = 30) -> None:
         container.mux(audio.encode())
 
 
-def test_an_avi_output_is_coded_without_reordered_frames(tmp_path):
-    source, out = tmp_path / "film.avi", tmp_path / "out.avi"
+def test_an_avi_output_is_mjpeg_at_the_source_times_and_h264_there_has_no_reordered_frames(tmp_path):
+    source, out, h264 = tmp_path / "film.avi", tmp_path / "out.avi", tmp_path / "h264.avi"
     make_mjpeg_avi(source)
     result = run_cli_process(str(source), "-o", str(out), *FAST)
     assert result.returncode == 0, result.stderr
+
+    def seconds(path: Path) -> list[float]:
+        with av.open(str(path)) as container:
+            return [float(frame.pts * frame.time_base) for frame in container.decode(video=0)]
+
     with av.open(str(out)) as container:
+        assert container.streams.audio and container.streams.video[0].codec_context.name == "mjpeg"
+    assert len(seconds(out)) == 30
+    assert max(abs(a - b) for a, b in zip(seconds(out), seconds(source), strict=True)) < 0.001
+    result = run_cli_process(str(source), "-o", str(h264), "--codec", "libx264", *FAST)
+    assert result.returncode == 0, result.stderr
+    with av.open(str(h264)) as container:
         decoded = [frame.pts for frame in container.decode(video=0)]
-        assert container.streams.audio and container.streams.video[0].codec_context.name == "h264"
+        assert container.streams.video[0].codec_context.name == "h264"
     assert len(decoded) == 30 and decoded == sorted(decoded)  # B-frames would come out of order

@@ -33,7 +33,9 @@ from vidcolor.partial import claim_partial, remove_partial
 
 # Containers that only accept their own family of codecs, and the encoders to use there.
 AUDIO_FALLBACK = {"webm": "libopus", "ogg": "libopus"}
-VIDEO_DEFAULT = {"webm": "libvpx-vp9", "ogg": "libtheora"}
+# AVI holds no presentation timestamps and FFmpeg's AVI reader shows an H.264 stream one frame
+# late even without B-frames; MJPEG (intra only, no delay) keeps every frame at its time.
+VIDEO_DEFAULT = {"webm": "libvpx-vp9", "ogg": "libtheora", "avi": "mjpeg"}
 DEFAULT_VIDEO_CODEC = "libx264"
 DEFAULT_AUDIO_CODEC = "aac"
 STANDARD_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 6: "5.1", 8: "7.1"}
@@ -41,6 +43,7 @@ STANDARD_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 6: "5.1", 8: "7
 # (e.g. PCM with an unspecified channel layout): there, copy only these audio codecs.
 MP4_AUDIO_COPY = {"aac", "mp3", "mp2", "ac3", "eac3", "opus", "alac", "flac"}
 KEPT_TYPES = ("audio", "subtitle", "data", "video", "attachment")
+FF_QP2LAMBDA = 118  # FFmpeg's quantiser-to-lambda factor (global_quality is a lambda)
 # libvpx's CRF scale is 0..63 where x264's is 0..51: shift so that the same --crf looks alike.
 VPX_CRF_OFFSET = 13
 COLOR_RANGE_MPEG, COLOR_RANGE_JPEG = 1, 2
@@ -94,6 +97,10 @@ def encoder_options(codec: str, crf: int, preset: str) -> dict[str, str]:
         return {"crf": str(crf), "preset": preset}
     if codec.startswith("libvpx"):
         return {"crf": str(crf + VPX_CRF_OFFSET), "b": "0", "row-mt": "1", "deadline": "good", "cpu-used": "4"}
+    if codec == "mjpeg":  # a fixed JPEG quantiser: q 2 (best) .. 31; --crf 18 gives q 3
+        q = min(31, max(2, round(3 + (crf - 18) / 4)))
+        # limited-range 4:2:0 (the source's own luma codes) is "unofficial" JPEG, which FFmpeg reads
+        return {"flags": "+qscale", "global_quality": str(q * FF_QP2LAMBDA), "strict": "unofficial"}
     return {}
 
 
