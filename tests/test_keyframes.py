@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import torch
@@ -12,6 +11,7 @@ from PIL import Image
 
 from tests.clips import make_clip, make_grey_copy
 from tests.conftest import run_cli
+from tests.test_segments_cli import frames_rgb, psnr
 from vidcolor.errors import VidcolorError
 from vidcolor.film.job import FilmJob, FilmOptions
 from vidcolor.film.plan import InSegments, plan_film
@@ -20,15 +20,6 @@ from vidcolor.guidance import KeyMemory, ShotGuide, combine, match_keyframe
 from vidcolor.keyframes import keyframe_files, load_keyframes
 
 FAST = ("--size", "64")
-
-
-def frames_rgb(path: Path) -> list[np.ndarray]:
-    with av.open(str(path)) as container:
-        return [f.to_ndarray(format="rgb24").astype(np.float64) for f in container.decode(video=0)]
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    return float(10 * np.log10(255**2 / max(((a - b) ** 2).mean(), 1e-12)))
 
 
 @pytest.fixture
@@ -199,7 +190,7 @@ def test_a_cut_ends_the_shot_keyframe():
     key = memory(torch.zeros(4, 8), colours)
     key.features = None  # a model without descriptors: the motion alone
     shot = ShotGuide([key], frame_seconds=0.04)
-    guide, confidence = shot.guide(0.0, torch.full((4, 4), 0.5), None, False, None, None)
+    guide, confidence = shot.guide(0.0, torch.full((4, 4), 0.5), None, False, None)
     assert torch.equal(guide, colours) and torch.all(confidence == 1) and 0.0 in shot.exact
-    guide, confidence = shot.guide(0.04, torch.full((4, 4), 0.5), None, True, None, None)
+    guide, confidence = shot.guide(0.04, torch.full((4, 4), 0.5), None, True, None)
     assert guide is None and confidence is None and shot.active is None

@@ -229,7 +229,7 @@ class Decoder:
         if state is None or state.guide is None:
             return None, None
         cut = linked is not None and not bool(linked)
-        return state.guide.guide(frames.time(i), lightness, frames.feature(i), cut, None if cut else warp, warp_maps)
+        return state.guide.guide(frames.time(i), lightness, frames.feature(i), cut, None if cut else warp)
 
     def _refine(
         self,
@@ -261,8 +261,8 @@ class Decoder:
                 frame_probs = fuse_log(frame_probs, carried, weight)
             guide, confidence = self._guided(state, i, lightness, linked, warp, frames)
             if guide is not None:
-                marginals = joint_marginals(guide, self.bins).numpy()
-                frame_probs = fuse_log(frame_probs, marginals, GUIDE_STRENGTH * confidence.numpy())
+                marginals = joint_marginals(guide, self.bins).cpu().numpy()
+                frame_probs = fuse_log(frame_probs, marginals, GUIDE_STRENGTH * confidence.cpu().numpy())
             if state is not None:
                 marginals = np.ascontiguousarray(frame_probs.reshape(channels * k, height, width).transpose(1, 2, 0))
                 state.previous, state.previous_lightness = torch.from_numpy(marginals), lightness

@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from torch.nn import functional
 
+from vidcolor.motion import warp_maps
+
 MATCH_TOP_K = 8
 MATCH_TEMPERATURE = 0.05
 LUMA_WEIGHT = 1.0  # L in [0, 1]
@@ -159,7 +161,6 @@ class ShotGuide:
         features: torch.Tensor | None,
         cut: bool,
         warp: tuple[np.ndarray, np.ndarray, torch.Tensor] | None,
-        warp_maps,
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """This frame's guide and confidence (None, None: no guidance), advancing the state.
 
@@ -170,8 +171,11 @@ class ShotGuide:
             cut: a scene cut before this frame (the shot's keyframe and carried guide end).
             warp: the flow from the previous frame (x, y sample positions and the ``(h, w)``
                 confidence), or None (the first frame, or after a cut).
-            warp_maps: the function that warps ``(h, w, C)`` maps along ``x``, ``y``.
+        Returns tensors on the keyframes' device (the colorizer's).
         """
+        device = self.keys[0].colours.device
+        lightness = lightness.to(device)
+        features = features.to(device) if features is not None else None
         if cut:
             self.active, self.carried, self.carried_confidence = None, None, None
         key = self._keyframe_at(time) if time is not None else None
@@ -188,7 +192,7 @@ class ShotGuide:
             both = torch.cat((self.carried, self.carried_confidence[..., None]), dim=-1)
             moved = warp_maps(both, x, y)
             carried = moved[..., :-1]
-            carried_confidence = moved[..., -1] * flow_confidence * CARRY_DECAY
+            carried_confidence = moved[..., -1] * flow_confidence.to(device) * CARRY_DECAY
         matched = matched_confidence = None
         candidate = self._candidate(time if time is not None else 0.0)
         if features is not None and candidate.features is not None:

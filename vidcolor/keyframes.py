@@ -150,9 +150,9 @@ def luma_codes(rgb: np.ndarray, encoding: ColourEncoding) -> np.ndarray:
 
 
 def key_memory(keyframe: Keyframe, colorizer: Colorizer, encoding: ColourEncoding) -> KeyMemory:
-    """A keyframe as the guide matches it: its lightness made as the film's frames' is (from its
-    Y' codes, at the network's input size), its colours over the model's bins on the output grid,
-    and the network's descriptors of its cells."""
+    """A keyframe as the guide matches it, on the colorizer's device: its lightness made as the
+    film's frames' is (from its Y' codes, at the network's input size), its colours over the
+    model's bins on the output grid, and the network's descriptors of its cells."""
     height, width = colorizer.network_shape(*keyframe.rgb.shape[:2])
     luma = shrink_luma(luma_codes(keyframe.rgb, encoding), height, width)
     lightness = luma_to_lightness_8bit(torch.from_numpy(luma)[None], encoding.full_range)  # (1, 1, h, w)
@@ -161,7 +161,9 @@ def key_memory(keyframe: Keyframe, colorizer: Colorizer, encoding: ColourEncodin
     small = functional.interpolate(lightness, size=grid, mode="area")[0, 0] / 100
     rgb = torch.from_numpy(keyframe.rgb).permute(2, 0, 1)[None]
     ab = functional.interpolate(rgb_to_lab(rgb.double()).float()[:, 1:], size=grid, mode="area")
-    colours = soft_encode(ab, colorizer.model.bins.cpu())[0].permute(1, 2, 0).contiguous()
+    device = colorizer.device
+    small = small.to(device)
+    colours = soft_encode(ab.to(device), colorizer.model.bins)[0].permute(1, 2, 0).contiguous()
     features = colorizer.features(lightness)
     cell_grid = tuple(features.shape[-2:]) if features is not None else (grid[0] // 2, grid[1] // 2)
     return KeyMemory(
@@ -169,7 +171,7 @@ def key_memory(keyframe: Keyframe, colorizer: Colorizer, encoding: ColourEncodin
         rgb=keyframe.rgb,
         lightness=small,
         colours=colours,
-        features=None if features is None else features[0].flatten(1).T.cpu().contiguous(),
+        features=None if features is None else features[0].flatten(1).T.contiguous(),
         cell_lightness=cells(small[..., None], cell_grid)[:, 0],
         cell_colours=cells(colours, cell_grid),
     )

@@ -131,8 +131,8 @@ def plan_film(job: FilmJob, colours: str, always_segments: bool = False) -> Film
         VidcolorError: the film cannot be read; OutputError: the work folder cannot be written.
     """
     options, notices = job.options, []
-    if options.keyframes is not None:
-        keyframe_files(options.keyframes)  # a bad folder or name is said before any work
+    # a bad folder or name is said before any work
+    keyframes = keyframe_files(options.keyframes) if options.keyframes is not None else None
     if options.segment_seconds <= 0 and not always_segments:
         return OnePass(job, notices)
     encoder = options.encoder
@@ -141,8 +141,8 @@ def plan_film(job: FilmJob, colours: str, always_segments: bool = False) -> Film
         "segments": [options.segment_seconds, WARMUP_FRAMES],
         "vidcolor": __version__,
     }
-    if options.keyframes is not None:  # a changed keyframe changes the output
-        settings["keyframes"] = keyframes_fingerprint(keyframe_files(options.keyframes))
+    if keyframes is not None:  # a changed keyframe changes the output
+        settings["keyframes"] = keyframes_fingerprint(keyframes)
     fingerprint = film_fingerprint(job.source, colours, settings)
     folder = work_folder(job.target)
     if options.resume:
