@@ -15,7 +15,7 @@ from vidcolor.bins import soft_encode
 from vidcolor.cli import main
 from vidcolor.inputs import find_images, is_held_out
 from vidcolor.models import DEFAULT_WEIGHTS, VidNet, load_model
-from vidcolor.train.data import degrade_lightness, load_image_set, random_crops
+from vidcolor.train.data import degrade_lightness, fade_chroma, load_image_set, random_crops
 from vidcolor.train.losses import ab_mse, distillation_loss, rebalanced_cross_entropy
 
 
@@ -51,6 +51,17 @@ def test_random_crops_and_degradation_ranges():
     degraded = degrade_lightness(lightness, torch.Generator().manual_seed(0))
     assert degraded.shape == lightness.shape and degraded.min() >= 0 and degraded.max() <= 100
     assert not torch.equal(degraded, lightness)
+
+
+def test_fade_chroma_fades_the_chosen_share_towards_neutral_and_keeps_the_rest():
+    ab = torch.full((400, 2, 4, 4), 30.0)
+    faded = fade_chroma(ab, 0.25, strongest=0.35, generator=torch.Generator().manual_seed(0))
+    scale = faded[:, 0, 0, 0] / 30.0
+    kept = torch.isclose(scale, torch.ones(()))
+    assert 0.15 < (~kept).float().mean() < 0.35  # about a quarter faded
+    assert scale[~kept].max() <= 0.35 and scale[~kept].min() >= 0
+    assert torch.equal(faded[:, :1], faded[:, 1:])  # a and b scaled alike: the hue kept
+    assert torch.equal(fade_chroma(ab, 0.0), ab)
 
 
 @pytest.fixture

@@ -353,6 +353,14 @@ def frames(film: Path, times: tuple[float, ...], output: Path) -> None:
 @click.option(
     "--degrade", is_flag=True, help="Old-film degradations (grain, blur, fading, tone, scratches) on the input."
 )
+@option_from(
+    TrainConfig,
+    "low_colour",
+    "--low-colour",
+    type=click.FloatRange(0, 1),
+    help="Share of each batch whose target colours are faded to 0-35 %: low-colour scenes (near-white "
+    "walls, overcast streets) that the colourful training sets lack.",
+)
 @click.option("--val-limit", type=int, help="Validate on at most this many images.")
 @option_from(TrainConfig, "checkpoint_every", "--checkpoint-every", type=int)
 @click.option("--val-every", type=int, help="Steps between validations (default: every epoch).")

@@ -30,6 +30,7 @@ class TrainConfig:
     warmup_steps: int = 200
     rebalance_lambda: float = 0.5
     degrade: bool = False
+    low_colour: float = 0.0  # share of each batch trained as a faded, low-colour scene
     workers: int = 2
     checkpoint_every: int = 500
     val_every: int | None = None  # steps between validations; None: every epoch

@@ -220,6 +220,28 @@ def degrade_lightness(lightness: torch.Tensor, generator: torch.Generator | None
     return out.clamp(0.0, 100.0)
 
 
+def fade_chroma(
+    ab: torch.Tensor, fraction: float, strongest: float = 0.35, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Low-colour scenes for the targets: ``fraction`` of the images get their ab scaled by U(0, strongest).
+
+    Every training image is colourful (near-grey photos were dropped from the sets), while films are
+    full of near-neutral walls, skies and clothes; faded copies teach the network that a scene's
+    lightness alone does not promise colour.
+
+    Args:
+        ab: ``(B, 2, H, W)`` target ab in Lab units.
+        fraction: share of the batch to fade, in [0, 1].
+        strongest: the largest scale a faded image keeps.
+    Returns:
+        ``(B, 2, H, W)`` ab, the chosen images' scaled towards neutral, the rest unchanged.
+    """
+    b = ab.shape[0]
+    chosen = torch.rand(b, 1, 1, 1, generator=generator) < fraction
+    scale = torch.where(chosen, strongest * torch.rand(b, 1, 1, 1, generator=generator), torch.ones(b, 1, 1, 1))
+    return ab * scale.to(ab.device, ab.dtype)
+
+
 def steps_per_epoch(num_images: int, batch_size: int) -> int:
     """Batches in one pass over ``num_images`` images."""
     return max(1, math.ceil(num_images / batch_size))

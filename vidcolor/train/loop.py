@@ -401,7 +401,16 @@ def _step_loop(run: _Run) -> None:
     teacher = load_teacher(config, run.model, device)
     if teacher is not None:
         console.print(f"learning the colour distributions of {config.teacher}")
-    parts = StepParts(run.model, run.optimizer, run.averaged, run.bins, run.weights, config.degrade, teacher=teacher)
+    parts = StepParts(
+        run.model,
+        run.optimizer,
+        run.averaged,
+        run.bins,
+        run.weights,
+        config.degrade,
+        teacher=teacher,
+        low_colour=config.low_colour,
+    )
     total, validate_every = run.total, config.val_every or run.per_epoch
     console.print(
         f"training {config.arch}, {sum(p.numel() for p in run.model.parameters()) / 1e6:.2f} M parameters on "

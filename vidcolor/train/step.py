@@ -12,7 +12,7 @@ import torch
 
 from vidcolor.color import normalize_lightness, rgb_to_lab
 from vidcolor.models import ColorNet
-from vidcolor.train.data import degrade_lightness, random_crops
+from vidcolor.train.data import degrade_lightness, fade_chroma, random_crops
 from vidcolor.train.losses import ab_mse, distillation_loss, rebalanced_cross_entropy
 
 
@@ -28,6 +28,7 @@ class StepParts:
     degrade: bool = False
     channels_last: bool = True
     teacher: ColorNet | None = None  # eval mode, frozen: the loss is the divergence from its distribution
+    low_colour: float = 0.0  # share of each batch whose target colours are faded (fade_chroma)
     precision: str = "f32"  # "bf16": the forward pass under bf16 autocast (CUDA always autocasts to bf16)
 
 
@@ -47,6 +48,8 @@ def training_step(
     if parts.degrade:
         lightness = degrade_lightness(lightness, generator)
     target_ab = torch.nn.functional.avg_pool2d(lab[:, 1:], model.output_stride)
+    if parts.low_colour > 0:
+        target_ab = fade_chroma(target_ab, parts.low_colour, generator=generator)
     for group in parts.optimizer.param_groups:
         group["lr"] = learning_rate * group.get("lr_scale", 1.0)
     net_input = normalize_lightness(lightness)
