@@ -33,6 +33,12 @@ def frame_times(path: Path) -> list[int]:
         return [frame.pts for frame in container.decode(video=0)]
 
 
+def frame_seconds(path: Path) -> list[float]:
+    """Each decoded video frame's presentation time in seconds."""
+    with av.open(str(path)) as container:
+        return [float(frame.pts * frame.time_base) for frame in container.decode(video=0)]
+
+
 def run_cli_with_file_limit(limit_bytes: int, *args: str) -> subprocess.CompletedProcess:
     """The CLI in a child that may write no file larger than ``limit_bytes`` (as on a full disk,
     writes beyond it fail with an OSError)."""
@@ -339,17 +345,54 @@ def test_an_avi_output_is_mjpeg_at_the_source_times_and_h264_there_has_no_reorde
     result = run_cli_process(str(source), "-o", str(out), *FAST)
     assert result.returncode == 0, result.stderr
 
-    def seconds(path: Path) -> list[float]:
-        with av.open(str(path)) as container:
-            return [float(frame.pts * frame.time_base) for frame in container.decode(video=0)]
-
     with av.open(str(out)) as container:
         assert container.streams.audio and container.streams.video[0].codec_context.name == "mjpeg"
-    assert len(seconds(out)) == 30
-    assert max(abs(a - b) for a, b in zip(seconds(out), seconds(source), strict=True)) < 0.001
+    assert len(frame_seconds(out)) == 30
+    assert max(abs(a - b) for a, b in zip(frame_seconds(out), frame_seconds(source), strict=True)) < 0.001
     result = run_cli_process(str(source), "-o", str(h264), "--codec", "libx264", *FAST)
     assert result.returncode == 0, result.stderr
     with av.open(str(h264)) as container:
         decoded = [frame.pts for frame in container.decode(video=0)]
         assert container.streams.video[0].codec_context.name == "h264"
     assert len(decoded) == 30 and decoded == sorted(decoded)  # B-frames would come out of order
+
+
+def make_finely_timed_mp4(path: Path, frames: int = 60) -> None:
+    """An MP4 whose time base (1/12288) is finer than its 25 fps, with AAC audio that starts with
+    its priming packet before 0 (MP4 hides it with an edit list), as phones and editors write."""
+    tick = Fraction(1, 12288)
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=25, options={"g": "6", "preset": "ultrafast"})
+        video.width, video.height, video.pix_fmt = 96, 64, "yuv420p"
+        video.time_base = tick
+        audio = container.add_stream("aac", rate=16000)
+        audio.layout = "mono"
+        for i in range(frames):
+            picture = np.full((64, 96, 3), (i * 8) % 255, np.uint8)
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24").reformat(format="yuv420p")
+            frame.pts, frame.time_base = round(Fraction(i, 25) / tick), tick
+            container.mux(video.encode(frame))
+        for j in range(frames * 640 // 1024):
+            tone = (np.sin(np.arange(1024) / 5) * 3000).astype(np.int16)[None]
+            sound = av.AudioFrame.from_ndarray(tone, format="s16", layout="mono")
+            sound.sample_rate, sound.pts = 16000, j * 1024
+            container.mux(audio.encode(sound))
+        container.mux(video.encode())
+        container.mux(audio.encode())
+
+
+@pytest.mark.parametrize("segments", ["0", "0.5"], ids=["one-pass", "segments"])
+def test_an_avi_from_a_finely_timed_mp4_with_aac_counts_frames_at_the_films_rate(tmp_path, segments):
+    """AVI counts frames: a 1/12288 time base came out as 600 fps, and the AAC priming packet
+    (before 0) made FFmpeg shift every frame after the first by 0.064 s."""
+    source, out = tmp_path / "film.mp4", tmp_path / "out.avi"
+    make_finely_timed_mp4(source)
+    result = run_cli_process(str(source), "-o", str(out), "--segment-seconds", segments, *FAST)
+    assert result.returncode == 0, result.stderr
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].average_rate == 25 and container.streams.audio
+        first_audio = next(container.demux(audio=0)).pts
+    assert first_audio == 0
+    colour, grey = frame_seconds(out), frame_seconds(source)
+    assert len(colour) == len(grey) == 60
+    assert max(abs(a - b) for a, b in zip(colour, grey, strict=True)) < 0.001

@@ -21,6 +21,7 @@ import io
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
 
@@ -235,6 +236,11 @@ def _replace_chroma(frame: av.VideoFrame, u: np.ndarray, v: np.ndarray) -> None:
             plane.update(padded.tobytes())
 
 
+def is_avi(container: av.container.OutputContainer) -> bool:
+    """Whether ``container`` is AVI, which counts frames at its frame rate and keeps no timestamps."""
+    return "avi" in container.format.name.split(",")
+
+
 def video_codec(container: av.container.OutputContainer, codec: str | None) -> str:
     """The colour video's encoder: ``codec``, or the container's usual one (libx264; VP9 in WebM)."""
     return codec or VIDEO_DEFAULT.get(_family(container), DEFAULT_VIDEO_CODEC)
@@ -262,7 +268,7 @@ def add_colour_video(
     except (av.error.FFmpegError, ValueError) as error:
         raise VidcolorError(f"--codec {codec}: not available ({error})") from None
     video.width, video.height = film.codec_context.width, film.codec_context.height
-    if "avi" in container.format.name.split(","):
+    if is_avi(container):
         # AVI holds no presentation timestamps: an encoder's B-frame delay would shift every frame
         video.codec_context.max_b_frames = 0
     odd = video.width % 2 or video.height % 2
@@ -272,8 +278,10 @@ def add_colour_video(
             f"{video.width}x{video.height} has an odd side, which 4:2:0 video cannot hold: written as "
             f"{ODD_PIXEL_FORMAT} (4:4:4) at the same size; some players show only 4:2:0"
         )
-    video.time_base = film.time_base
-    video.codec_context.time_base = film.time_base
+    # AVI counts frames (its time base is the frame rate): a finer one leaves FFmpeg's muxer to round
+    # it to another rate (1/12288 came out as 600 fps)
+    video.time_base = 1 / Fraction(film.guessed_rate or rate) if is_avi(container) else film.time_base
+    video.codec_context.time_base = video.time_base
     if film.sample_aspect_ratio:
         video.codec_context.sample_aspect_ratio = film.sample_aspect_ratio
     for name, value in source.encoding.tags.items():
@@ -333,6 +341,7 @@ class FilmOutput:
         self.frames = 0
         self.copied = 0
         self.container: av.container.OutputContainer | None = None
+        self.counts_frames = False  # AVI: frames are counted, not timed
         try:
             self.partial, self.notices = claim_partial(target)
             self.container = av.open(str(self.partial), "w")
@@ -341,14 +350,22 @@ class FilmOutput:
         try:
             self.video = add_colour_video(self.container, source, encoder, self.notices)
             self.others = plan_other_streams(source, self.container, self.notices)
+            self.counts_frames = is_avi(self.container)
         except BaseException:
             self.discard()
             raise
 
     def keeps(self, packet: av.Packet) -> bool:
-        """Whether a packet of another stream goes to the output (not empty, its stream not dropped)."""
+        """Whether a packet of another stream goes to the output (not empty, its stream not dropped).
+
+        AVI holds no start trim: a copied packet that ends before the film starts (AAC's priming,
+        which MP4 hides with an edit list) is left out there, or FFmpeg would shift every later
+        packet by its length (0.064 s for AAC at 16 kHz).
+        """
         other = self.others.get(packet.stream.index)
-        return packet.size > 0 and other is not None and other.fate is not StreamFate.DROP
+        if packet.size == 0 or other is None or other.fate is StreamFate.DROP:
+            return False
+        return not (self.counts_frames and packet.pts is not None and packet.pts + packet.duration <= 0)
 
     def write_frame(self, frame: av.VideoFrame, u: np.ndarray, v: np.ndarray) -> None:
         """Encode a yuv420p source ``frame`` with its chroma replaced by ``u``, ``v`` (uint8, half size).
