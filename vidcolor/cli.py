@@ -1,4 +1,4 @@
-"""The ``vidcolor`` command line: colorize (videos and images), train, eval."""
+"""The ``vidcolor`` command line: colorize (videos and images), frames, train, eval, serve."""
 
 from __future__ import annotations
 
@@ -508,6 +508,58 @@ def evaluate(
     choice = EvalChoice(decodings, max_frames, held_out, held_out_of, perceptual)
     failures = run_eval(list(inputs), output, spec, choice, quiet)
     sys.exit(1 if failures else 0)
+
+
+@main.command()
+@click.argument("folder", default=".", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@model_options
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; anything but loopback exposes the folder and the colorizer to the network.",
+)
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="0: any free port.")
+@option_from(
+    FilmOptions,
+    "segment_seconds",
+    "--segment-seconds",
+    type=click.FloatRange(min=0),
+    help="Film jobs longer than two segments run in segments of about this length, kept beside the output "
+    "until it is done, so that a cancelled or crashed job resumes when started again; 0: one pass.",
+)
+@click.option(
+    "--max-upload",
+    default=2000.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Largest upload accepted, in MB.",
+)
+def serve(folder: Path, host: str, port: int, max_upload: float, segment_seconds: float, **model: object) -> None:
+    """A local web page to colorize, compare, steer and batch the photos and films of FOLDER
+    (it serves nothing outside it; uploaded films go to FOLDER/uploads, keyframes made on the
+    page to FOLDER/keyframes/<film stem>/). Needs the web extra: pip install 'vidcolor[web]'."""
+    try:
+        from werkzeug.serving import make_server
+
+        from vidcolor.web.server import create_app
+    except ImportError as error:
+        click.echo(f"vidcolor: error: serve needs the web extra ({error}): pip install 'vidcolor[web]'", err=True)
+        sys.exit(2)
+    films = FilmOptions(segment_seconds=segment_seconds)
+    app = create_app(folder, ColorizerSpec(**model), upload_limit=int(max_upload * 1e6), film_base=films)
+    try:
+        server = make_server(host, port, app, threaded=True)
+    except OSError as error:
+        click.echo(f"vidcolor: error: cannot listen on {host}:{port} ({error.strerror or error})", err=True)
+        sys.exit(1)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"vidcolor: note: listening on {host}: anyone who reaches this machine can use the page", err=True)
+    click.echo(f"vidcolor serve: {folder.resolve()} at http://{host}:{server.server_port}/ (Ctrl-C stops)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        click.echo("stopped")
 
 
 if __name__ == "__main__":

@@ -75,8 +75,20 @@ def _film_state(job: FilmJob, colorizer: Colorizer, film: SourceFilm) -> FilmSta
     return FilmState(guide=shot_guide(keyframes, colorizer, film))
 
 
-def colorize_film(job: FilmJob, colorizer: Colorizer, console: Console, quiet: bool = False) -> str:
+def colorize_film(
+    job: FilmJob,
+    colorizer: Colorizer,
+    console: Console,
+    quiet: bool = False,
+    *,
+    failure: Failure | None = None,
+    progress: Progress | None = None,
+) -> str:
     """Colorize one film on this machine; returns a one-line summary (notices go to ``console``).
+
+    ``failure``: the run's stop flag, for a caller that cancels it from another thread
+    (``failure.record(KeyboardInterrupt())``); ``progress``: where the frames done are counted
+    (default: a bar on ``console`` unless ``quiet``).
 
     Raises:
         VidcolorError: unreadable input, no video stream, no frames, or a failed write.
@@ -84,13 +96,13 @@ def colorize_film(job: FilmJob, colorizer: Colorizer, console: Console, quiet: b
             kept for the next run).
     """
     started = time.perf_counter()
-    failure = Failure()
+    failure = failure or Failure()
     restore_interrupt = stop_on_interrupt(failure)
     try:
         plan = plan_film(job, colorizer.fingerprint())
         counts = RunCounts()
         try:
-            with progress_bar(console, quiet) as progress:
+            with progress or progress_bar(console, quiet) as progress:
                 for span in plan.spans():
                     done = plan.frames_done
                     counts.add(colour_span(job, colorizer, span, plan.sink(span), failure, progress, done))

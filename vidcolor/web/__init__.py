@@ -1,0 +1,2 @@
+"""``vidcolor serve``: a local web page over the command line's colorizer (photos, hints,
+films, keyframes, jobs, eval reports). Needs the ``web`` extra (Flask)."""
