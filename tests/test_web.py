@@ -230,3 +230,19 @@ def test_eval_reports_in_the_folder_are_listed_and_served_and_nothing_else_is(se
     assert client.get("/reports/report/index.html").data == b"<h1>report</h1>"
     assert client.get("/reports/private.html").status_code == 400
     assert client.get("/reports/report/../private.html").status_code in (400, 404)
+
+
+def test_an_uploaded_film_lands_in_the_uploads_folder_under_a_name_made_by_the_server(served, tmp_path):
+    root, client = served
+    make_clip(tmp_path / "reel.mp4", frames=6)
+    response = client.post(
+        "/api/films",
+        data={"file": ((tmp_path / "reel.mp4").open("rb"), "../../my reel.mp4")},
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 200, response.json
+    relative = response.json["path"]
+    assert relative.startswith("uploads/my_reel-") and relative.endswith(".mp4")
+    assert (root / relative).is_file() and relative in [f["path"] for f in client.get("/api/files").json["files"]]
+    assert client.get("/api/films/facts", query_string={"path": relative}).json["frames"] == 6
+    (root / relative).unlink()

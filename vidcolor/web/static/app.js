@@ -334,6 +334,7 @@ async function saveKeyframe() {
   try {
     const { keyframe } = await call("/api/films/keyframe", { method: "POST", body: form });
     say(`keyframe saved: ${keyframe}`, "info");
+    $("#keyframe-editor img").src = `/api/folder-file?path=${encodeURIComponent(keyframe)}&${Date.now()}`;
     showKeyframes();
   } catch (error) {
     say(error.message);
