@@ -246,3 +246,28 @@ def test_an_uploaded_film_lands_in_the_uploads_folder_under_a_name_made_by_the_s
     assert (root / relative).is_file() and relative in [f["path"] for f in client.get("/api/files").json["files"]]
     assert client.get("/api/films/facts", query_string={"path": relative}).json["frames"] == 6
     (root / relative).unlink()
+
+
+def test_vidcolor_serve_prints_its_loopback_address_and_serves_the_folder(tmp_path):
+    import subprocess
+    import sys
+    import urllib.request
+
+    grey_photo(tmp_path / "photo.png")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "vidcolor", "serve", str(tmp_path), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = server.stdout.readline()
+        assert "http://127.0.0.1:" in line and str(tmp_path) in line, line
+        url = line.split(" at ")[1].split()[0]
+        with urllib.request.urlopen(url + "api/files", timeout=30) as response:
+            assert json.loads(response.read())["files"] == [{"kind": "image", "path": "photo.png"}]
+        with urllib.request.urlopen(url, timeout=30) as response:
+            assert b"<title>vidcolor</title>" in response.read()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -540,9 +540,13 @@ def serve(folder: Path, host: str, port: int, max_upload: float, segment_seconds
     (it serves nothing outside it; uploaded films go to FOLDER/uploads, keyframes made on the
     page to FOLDER/keyframes/<film stem>/). Needs the web extra: pip install 'vidcolor[web]'."""
     try:
+        import logging
+
         from werkzeug.serving import make_server
 
         from vidcolor.web.server import create_app
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per request
     except ImportError as error:
         click.echo(f"vidcolor: error: serve needs the web extra ({error}): pip install 'vidcolor[web]'", err=True)
         sys.exit(2)
