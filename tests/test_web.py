@@ -189,6 +189,7 @@ def test_a_keyframe_made_on_the_page_colours_the_film_job_and_the_download_is_th
         (root / name).unlink()
     for keyframe in (root / "keyframes" / "film").glob("*"):
         keyframe.unlink()
+    assert client.get("/api/films/keyframes", query_string={"path": "film.mp4"}).json["keyframes"] == []
 
 
 def test_a_running_job_can_be_cancelled_keeping_its_segments_and_the_events_stream_progress(served, tmp_path):

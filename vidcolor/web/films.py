@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
@@ -37,9 +37,26 @@ LONGEST_PREVIEW = 10.0
 KEYFRAMES_FOLDER = "keyframes"  # DIR/keyframes/<film stem>/: the layout `--keyframes DIR/keyframes` reads
 
 
+def quiet_console() -> Console:
+    """A console for the engine's notices and summary when the page, not a terminal, reports."""
+    return Console(file=io.StringIO(), quiet=True)
+
+
 def keyframes_of(root: Path, film: Path) -> Path:
     """The folder of ``film``'s keyframes made on the page."""
     return root / KEYFRAMES_FOLDER / film.stem
+
+
+def page_keyframes(root: Path, film: Path) -> list[Path]:
+    """The keyframes made for ``film`` so far (none when its folder is missing or empty).
+
+    Raises:
+        VidcolorError: a file there that is not a keyframe (named).
+    """
+    folder = keyframes_of(root, film)
+    if not folder.is_dir() or not any(p.is_file() and not p.name.startswith(".") for p in folder.iterdir()):
+        return []
+    return [keyframe.path for keyframe in keyframe_files(folder)]
 
 
 def film_frame(film: Path, seconds: float, folder: Path) -> Path:
@@ -157,8 +174,6 @@ class FilmQueue:
                 raise Refused(f"{label}: already queued")
             if target.exists() and not overwrite:
                 raise Refused(f"{label}: {target.name} exists (tick 'overwrite' to replace it)")
-            if options.keyframes is not None and not keyframe_files(options.keyframes):
-                options = replace(options, keyframes=None)
             task = FilmTask(uuid.uuid4().hex[:10], source, target, spec, options, label)
             self.tasks[task.id] = task
             if self.worker is None:
@@ -196,7 +211,7 @@ class FilmQueue:
             self._run(task)
 
     def _run(self, task: FilmTask) -> None:
-        console = Console(file=io.StringIO(), quiet=True)  # the summary goes to the page
+        console = quiet_console()  # the summary goes to the page
         try:
             with self.colorizers.lock:
                 colorizer = self.colorizers.use(task.spec)

@@ -25,7 +25,9 @@ uploads are stored under names made here.
 
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
 import tempfile
 import time
 from dataclasses import replace
@@ -39,8 +41,8 @@ from vidcolor.decoding import ALL_DECODINGS
 from vidcolor.errors import VidcolorError
 from vidcolor.film.engine import colorize_film
 from vidcolor.film.job import FilmJob, FilmOptions
+from vidcolor.image import read_image
 from vidcolor.inputs import sniff_kind
-from vidcolor.keyframes import keyframe_files
 from vidcolor.web.files import Refused, inside, list_media, relative_name, served_files, store_upload
 from vidcolor.web.films import (
     LONGEST_PREVIEW,
@@ -51,6 +53,8 @@ from vidcolor.web.films import (
     film_facts,
     film_frame,
     keyframes_of,
+    page_keyframes,
+    quiet_console,
 )
 from vidcolor.web.photos import ColorizerCache, PhotoDesk, grey_png, preview_png
 
@@ -132,7 +136,8 @@ def create_app(
     film_base = film_base or FilmOptions()
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = upload_limit
-    work = Path(tempfile.mkdtemp(prefix="vidcolor-serve-"))
+    work = Path(tempfile.mkdtemp(prefix="vidcolor-serve-"))  # the page's photos, frames, previews
+    atexit.register(shutil.rmtree, work, ignore_errors=True)
     colorizers = ColorizerCache()
     desk = PhotoDesk(work / "photos", colorizers, upload_limit)
     films = FilmQueue()
@@ -218,8 +223,6 @@ def create_app(
 
     @app.get("/api/photos/<photo_id>/grey.png")
     def photo_grey(photo_id: str):
-        from vidcolor.image import read_image
-
         return Response(grey_png(read_image(desk.get(photo_id).source)), mimetype="image/png")
 
     @app.get("/api/photos/<photo_id>/colour.png")
@@ -291,9 +294,7 @@ def create_app(
     @app.get("/api/films/keyframes")
     def keyframes():
         path = media(request.args.get("path", ""), "video")
-        folder = keyframes_of(root, path)
-        names = [relative_name(root, k.path) for k in keyframe_files(folder)] if folder.is_dir() else []
-        return jsonify(keyframes=names)
+        return jsonify(keyframes=[relative_name(root, k) for k in page_keyframes(root, path)])
 
     @app.get("/api/folder-file")
     def folder_file():
@@ -302,9 +303,8 @@ def create_app(
         return Response(preview_png(path), mimetype="image/png", headers={"Cache-Control": "no-store"})
 
     def film_options(path: Path) -> FilmOptions:
-        folder = keyframes_of(root, path)
-        has_keyframes = folder.is_dir() and bool(keyframe_files(folder))
-        return replace(film_base, keyframes=folder if has_keyframes else None)
+        has_keyframes = bool(page_keyframes(root, path))
+        return replace(film_base, keyframes=keyframes_of(root, path) if has_keyframes else None)
 
     @app.post("/api/films/preview")
     def preview():
@@ -320,7 +320,7 @@ def create_app(
         options = replace(film_options(path), segment_seconds=0, accept_truncated=True)
         try:
             with colorizers.lock:
-                colorize_film(FilmJob(opening, target, options), colorizers.use(spec), _quiet_console(), quiet=True)
+                colorize_film(FilmJob(opening, target, options), colorizers.use(spec), quiet_console(), quiet=True)
         finally:
             opening.unlink(missing_ok=True)
         return jsonify(preview=f"/api/previews/{target.name}", seconds=seconds)
@@ -387,11 +387,3 @@ def create_app(
         return send_file(path)
 
     return app
-
-
-def _quiet_console():
-    import io
-
-    from rich.console import Console
-
-    return Console(file=io.StringIO(), quiet=True)
