@@ -5,6 +5,7 @@ frame's truth as the only keyframe, and with a frame from 2 s later given as a l
     python benchmarks/bench_keyframes.py                      # every colour clip, first 150 frames
     python benchmarks/bench_keyframes.py --clips ../shared/data/video/vid4-walk.mp4 --frames 60
     python benchmarks/bench_keyframes.py --speed ../shared/data/video/chaplin-bw.mp4
+    python benchmarks/bench_keyframes.py --crf 12              # outputs at the clips' own CRF
 
 Prints per clip: mean PSNR (dB) over the clip, the keyframe's own frame and the last frame, for
 the automatic colours, the keyframe and the loose reference. ``--speed`` times the CLI on a film
@@ -63,8 +64,10 @@ def colorize(grey: Path, target: Path, *args: str) -> float:
     return time.perf_counter() - start
 
 
-def score_clip(clip: Path, limit: int, folder: Path) -> dict[str, tuple[float, float, float]]:
-    """(mean, first, last) PSNR of each variant of one clip."""
+def score_clip(
+    clip: Path, limit: int, folder: Path, encoder: tuple[str, ...] = ()
+) -> dict[str, tuple[float, float, float]]:
+    """(mean, first, last) PSNR of each variant of one clip (``encoder``: CLI options for all)."""
     truth, rate = read_frames(clip, limit)
     grey = folder / f"{clip.stem}-grey.mp4"
     make_grey_copy(clip, grey, limit)
@@ -78,7 +81,7 @@ def score_clip(clip: Path, limit: int, folder: Path) -> dict[str, tuple[float, f
     scores = {}
     for name, args in variants.items():
         out = folder / f"{clip.stem}-{name}.mp4"
-        colorize(grey, out, *args)
+        colorize(grey, out, *args, *encoder)
         frames, _ = read_frames(out, limit)
         values = [psnr(f, t) for f, t in zip(frames, truth, strict=True)]
         scores[name] = (float(np.mean(values)), values[0], values[-1])
@@ -119,6 +122,7 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=150)
     parser.add_argument("--speed", type=Path, help="time this film instead")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--crf", type=int, help="the outputs' CRF (default: the CLI's, 18); the clips were made at 12")
     args = parser.parse_args()
     if args.speed:
         speed(args.speed, args.repeats)
@@ -127,7 +131,7 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for clip in clips:
-            scores = score_clip(clip, args.frames, Path(tmp))
+            scores = score_clip(clip, args.frames, Path(tmp), () if args.crf is None else ("--crf", str(args.crf)))
             rows.append(scores)
             auto, key, loose = scores["automatic"], scores["keyframe"], scores["loose"]
             print(
