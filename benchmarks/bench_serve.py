@@ -111,7 +111,7 @@ def page_photo_seconds(url: str, photo: Path) -> float:
 
 def film_frames(film: Path) -> int:
     with av.open(str(film)) as container:
-        return sum(1 for _ in container.demux(video=0) if _.size)
+        return sum(1 for packet in container.demux(video=0) if packet.size)
 
 
 def page_film_seconds(url: str, relative: str) -> float:

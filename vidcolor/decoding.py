@@ -204,29 +204,26 @@ class Decoder:
             return self._refine(out, small, state, planes, frames)
         return self._blend(out, small, state, planes, frames)
 
-    def _link(self, lightness: torch.Tensor, state: FilmState | None, luma: np.ndarray, device: torch.device):
+    def _link(
+        self, lightness: torch.Tensor, state: FilmState | None, luma: np.ndarray | None, device: torch.device
+    ) -> tuple[bool | None, Warp | None]:
         """Whether this frame links to the previous frame's state (None without one, False at a
-        scene cut), and the motion from it (None without a previous frame).
+        scene cut), and the motion from it on the state's grid (None without a previous frame):
+        sample positions ``x``, ``y`` and the warp's ``(h, w)`` confidence in [0, 1] on ``device``.
 
         A cut is a large change of lightness (``scene_cut``) that the motion does not explain:
         a fast pan or zoom changes as much, but its warped previous frame still matches
         (mean warp confidence >= ``CUT_WARP_CONFIDENCE``; measured on the shared clips: real
-        cuts 0.02-0.13, fast pans and zooms 0.57-0.69).
+        cuts 0.02-0.13, fast pans and zooms 0.57-0.69). The confidence is the host's, so the
+        lightness (on the device) is read back only when the motion does not explain the frame.
         """
         if state is None or state.previous is None:
             return None, None
-        warp = self._flow(state, luma, device)
-        cut = bool(is_scene_cut(lightness, state.previous_lightness, self.settings.mrf.scene_cut))
-        cut = cut and float(warp[2].mean()) < CUT_WARP_CONFIDENCE
-        state.cut_count = state.cut_count + int(cut)
-        return not cut, warp
-
-    @staticmethod
-    def _flow(state: FilmState, luma: np.ndarray, device: torch.device) -> Warp:
-        """The motion from the previous frame to this one on the state's grid: sample positions
-        ``x``, ``y`` and the warp's ``(h, w)`` confidence in [0, 1] on ``device``."""
         x, y, confidence = motion_prior(state.previous_luma, luma, tuple(state.previous.shape[:2]))
-        return x, y, torch.from_numpy(confidence).to(device)
+        explained = float(confidence.mean()) >= CUT_WARP_CONFIDENCE
+        cut = not explained and bool(is_scene_cut(lightness, state.previous_lightness, self.settings.mrf.scene_cut))
+        state.cut_count = state.cut_count + int(cut)
+        return not cut, (x, y, torch.from_numpy(confidence).to(device))
 
     @staticmethod
     def _guided(

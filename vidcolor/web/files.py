@@ -24,6 +24,11 @@ class Refused(VidcolorError):
     """A request the server will not carry out; its message is shown on the page."""
 
 
+def refusal(name: str, error: VidcolorError, path: Path) -> Refused:
+    """The page's message for ``error`` about the file at ``path``, which the user knows as ``name``."""
+    return Refused(f"{name}: {str(error).removeprefix(f'{path}: ')}")
+
+
 def inside(root: Path, relative: str) -> Path:
     """The path ``relative`` names under ``root``, resolved (links followed).
 
@@ -105,7 +110,7 @@ def store_upload(stream: BinaryIO, name: str, folder: Path, kinds: tuple[str, ..
         try:
             kind = sniff_kind(path)
         except VidcolorError as error:
-            raise Refused(f"{name}: {str(error).removeprefix(f'{path}: ')}") from None
+            raise refusal(name, error, path) from None
         if kind not in kinds:
             wanted = " or ".join("a photo" if k == "image" else "a film" for k in kinds)
             raise Refused(f"{name}: not {wanted}")

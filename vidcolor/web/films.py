@@ -26,11 +26,10 @@ from vidcolor.film.engine import colorize_film
 from vidcolor.film.job import FilmJob, FilmOptions
 from vidcolor.film.pipeline import Failure
 from vidcolor.film.source import SourceFilm
-from vidcolor.hints import read_hints
-from vidcolor.image import colorize_picture, read_image, write_image
+from vidcolor.image import read_image, write_image
 from vidcolor.keyframes import export_frames, keyframe_files
 from vidcolor.web.files import Refused
-from vidcolor.web.photos import ColorizerCache
+from vidcolor.web.photos import ColorizerCache, colour_picture
 
 PREVIEW_SECONDS = 3.0
 LONGEST_PREVIEW = 10.0
@@ -73,19 +72,8 @@ def colour_keyframe(frame: Path, hints: bytes, folder: Path, colorizers: Coloriz
     Raises:
         Refused: hints that are not a picture of the frame's size.
     """
-    picture = read_image(frame)
-    hints_path = folder / f".{frame.stem}.hints.png"
     folder.mkdir(parents=True, exist_ok=True)
-    hints_path.write_bytes(hints)
-    try:
-        try:
-            hinted = read_hints(hints_path, picture.pixels.shape[:2])
-        except VidcolorError as error:
-            raise Refused(f"hints: {str(error).removeprefix(f'{hints_path}: ')}") from None
-        with colorizers.lock:
-            rgb = colorize_picture(picture, colorizers.use(spec), hinted)
-    finally:
-        hints_path.unlink(missing_ok=True)
+    rgb = colour_picture(read_image(frame), colorizers, spec, hints, folder / f".{frame.stem}.hints.png")
     target = folder / frame.name
     write_image(target, rgb)
     return target

@@ -20,9 +20,10 @@ from PIL import Image
 
 from vidcolor.batch import default_output
 from vidcolor.colorizer import Colorizer, ColorizerSpec
+from vidcolor.errors import VidcolorError
 from vidcolor.hints import read_hints
 from vidcolor.image import Picture, colorize_picture, read_image, write_image
-from vidcolor.web.files import Refused, store_upload
+from vidcolor.web.files import Refused, refusal, store_upload
 
 PREVIEW_SIDE = 1600  # the longest side of the pictures the page shows (downloads are full size)
 KEPT_COLORIZERS = 3
@@ -59,6 +60,31 @@ class ColorizerCache:
                 self.built.pop(next(iter(self.built)))
             self.built[spec] = spec.build()
         return self.built[spec]
+
+
+def colour_picture(
+    picture: Picture, colorizers: ColorizerCache, spec: ColorizerSpec, hints: bytes | None, scratch: Path
+) -> np.ndarray:
+    """Colorize ``picture`` at full resolution with ``spec``'s colorizer, steered by the page's hint
+    strokes (``hints``: PNG bytes of the picture's size, transparent = no hint, or None), read
+    through the command line's hints reader from the file ``scratch`` (removed again).
+
+    Returns:
+        ``(H, W, 3)`` RGB of the picture's dtype (:func:`vidcolor.image.colorize_picture`).
+    Raises:
+        Refused: hints that are not a picture of its size.
+    """
+    hinted = None
+    if hints is not None:
+        scratch.write_bytes(hints)
+        try:
+            hinted = read_hints(scratch, picture.pixels.shape[:2])
+        except VidcolorError as error:
+            raise refusal("hints", error, scratch) from None
+        finally:
+            scratch.unlink(missing_ok=True)
+    with colorizers.lock:
+        return colorize_picture(picture, colorizers.use(spec), hinted)
 
 
 def preview_png(path: Path, side: int = PREVIEW_SIDE) -> bytes:
@@ -99,9 +125,9 @@ class PhotoDesk:
         path, _ = store_upload(stream, name, self.folder, ("image",), self.limit)
         try:
             picture = read_image(path)
-        except Exception as error:
+        except VidcolorError as error:
             path.unlink(missing_ok=True)
-            raise Refused(f"{name}: {str(error).removeprefix(f'{path}: ')}") from None
+            raise refusal(name, error, path) from None
         height, width = picture.pixels.shape[:2]
         photo = Photo(path.stem, name, path, width, height)
         self.photos[photo.id] = photo
@@ -124,23 +150,8 @@ class PhotoDesk:
         """
         photo = self.get(photo_id)
         started = time.perf_counter()
-        hints_path = None
-        if hints is not None:
-            hints_path = self.folder / f".{photo.id}.hints.png"
-            hints_path.write_bytes(hints)
-        try:
-            picture = read_image(photo.source)
-            hinted = None
-            if hints_path is not None:
-                try:
-                    hinted = read_hints(hints_path, picture.pixels.shape[:2])
-                except Exception as error:
-                    raise Refused(f"hints: {str(error).removeprefix(f'{hints_path}: ')}") from None
-            with self.colorizers.lock:
-                rgb = colorize_picture(picture, self.colorizers.use(spec), hinted)
-        finally:
-            if hints_path is not None:
-                hints_path.unlink(missing_ok=True)
+        picture = read_image(photo.source)
+        rgb = colour_picture(picture, self.colorizers, spec, hints, self.folder / f".{photo.id}.hints.png")
         target = default_output(photo.source, "image")
         photo.notices = write_image(target, rgb, picture.alpha)
         photo.result = target

@@ -134,7 +134,7 @@ def create_app(
     root = root.resolve()
     base = base or ColorizerSpec()
     film_base = film_base or FilmOptions()
-    app = Flask(__name__, static_folder=None)
+    app = Flask(__name__, static_folder=STATIC, static_url_path="/static")  # Flask's safe static files
     app.config["MAX_CONTENT_LENGTH"] = upload_limit
     work = Path(tempfile.mkdtemp(prefix="vidcolor-serve-"))  # the page's photos, frames, previews
     atexit.register(shutil.rmtree, work, ignore_errors=True)
@@ -164,13 +164,6 @@ def create_app(
     @app.get("/")
     def page():
         return send_file(STATIC / "index.html")
-
-    @app.get("/static/<name>")
-    def static_file(name: str):
-        path = inside(STATIC, name)
-        if not path.is_file():
-            raise Refused(f"no {name!r}")
-        return send_file(path)
 
     def media(relative: str, kind: str) -> Path:
         path = inside(root, relative)
