@@ -175,6 +175,24 @@ def test_matching_takes_the_colours_of_the_most_similar_cells():
     assert torch.all(confidence == 0)
 
 
+def test_a_frame_that_shares_little_view_with_the_keyframe_is_not_guided_by_its_few_lookalikes():
+    q = 2
+    colours = torch.zeros(4, 4, q)
+    colours[..., 1] = 1
+    descriptor = torch.eye(4)
+    key = memory(torch.cat((descriptor, descriptor), dim=1), colours)
+    # one cell of the frame is the keyframe's first cell; the other three look like nothing in it
+    cells = torch.zeros(4, 8)
+    cells[0] = torch.cat((descriptor[0], descriptor[0]))
+    cells[1:] = -cells[0]  # similarity 0 to every keyframe cell but the first (-1)
+    _, confidence = match_keyframe(cells.T.reshape(-1, 2, 2), torch.full((4, 4), 0.5), key)
+    assert torch.all(confidence == 0)
+    # three of four cells found: the view is shared, the found cells are trusted
+    cells[1:3] = torch.cat((descriptor[1:3], descriptor[1:3]), dim=1)
+    _, confidence = match_keyframe(cells.T.reshape(-1, 2, 2), torch.full((4, 4), 0.5), key)
+    assert confidence[0, 0] > 0.99 and confidence[3, 3] < 0.2
+
+
 def test_the_motion_guide_wins_where_it_is_sure_and_matching_fills_the_rest():
     carried, matched = torch.tensor([[[1.0, 0.0]]]), torch.tensor([[[0.0, 1.0]]])
     guide, confidence = combine(carried, torch.tensor([[1.0]]), matched, torch.tensor([[1.0]]))

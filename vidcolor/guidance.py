@@ -14,7 +14,9 @@ confidence per cell, from two sources:
   vote of its ``MATCH_TOP_K`` most similar keyframe cells (cosine similarity of the features,
   less ``LUMA_WEIGHT`` x the lightness difference as a tie-breaker; softmax at
   ``MATCH_TEMPERATURE``), the best similarity mapped to a confidence
-  (``CONFIDENT_SIMILARITY``).
+  (``CONFIDENT_SIMILARITY``), scaled down for the whole frame when its view shares little with
+  the keyframe's (the frame's mean best similarity, ``SHARED_VIEW``): a pan onto content the
+  keyframe never showed still finds a few cells that look alike, and their colours are guesses.
 
 The guide enters beside the network's distribution before decoding, ``lerp(p, guide,
 GUIDE_STRENGTH x confidence)`` (:func:`steer`), where the temporal link then carries it on;
@@ -40,6 +42,9 @@ MATCH_TOP_K = 8
 MATCH_TEMPERATURE = 0.05
 LUMA_WEIGHT = 1.0  # L in [0, 1]
 CONFIDENT_SIMILARITY = (0.55, 0.85)  # best similarity giving confidence 0, and 1
+# the frame's mean best similarity at which the keyframe shows none of its view, and all of it
+# (measured, first frame as keyframe: frames of the same view 0.61-0.79, pans onto other content 0.34-0.47)
+SHARED_VIEW = (0.45, 0.6)
 GUIDE_STRENGTH = 0.95
 CARRY_DECAY = 0.98
 EXACT_LIGHTNESS = 0.02  # mean |L - L_key| (L in [0, 1]) below which a keyframe is its frame
@@ -94,10 +99,18 @@ def match_keyframe(
     guide = torch.einsum("mk,mkq->mq", weights, key.cell_colours[index])
     low, high = CONFIDENT_SIMILARITY
     confidence = ((best[:, 0] - low) / (high - low)).clamp(0.0, 1.0)
+    confidence = confidence * shared_view(best[:, 0])
     maps = torch.cat((guide, confidence[:, None]), dim=1).T.reshape(-1, *grid)
     maps = functional.interpolate(maps[None], size=tuple(lightness.shape), mode="bilinear", align_corners=False)[0]
     guide = maps[:-1].permute(1, 2, 0)
     return guide / guide.sum(dim=-1, keepdim=True).clamp_min(1e-12), maps[-1].clamp(0.0, 1.0)
+
+
+def shared_view(best: torch.Tensor) -> torch.Tensor:
+    """How much of a frame's view the keyframe shows, a 0-d tensor in [0, 1], from each cell's best
+    similarity ``(m,)``: their mean mapped linearly from ``SHARED_VIEW`` to [0, 1]."""
+    low, high = SHARED_VIEW
+    return ((best.mean() - low) / (high - low)).clamp(0.0, 1.0)
 
 
 def combine(
