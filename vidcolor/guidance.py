@@ -97,20 +97,23 @@ def match_keyframe(
     best, index = similarity.topk(min(MATCH_TOP_K, similarity.shape[1]), dim=1)
     weights = torch.softmax(best / MATCH_TEMPERATURE, dim=1)
     guide = torch.einsum("mk,mkq->mq", weights, key.cell_colours[index])
-    low, high = CONFIDENT_SIMILARITY
-    confidence = ((best[:, 0] - low) / (high - low)).clamp(0.0, 1.0)
-    confidence = confidence * shared_view(best[:, 0])
+    confidence = ramp(best[:, 0], CONFIDENT_SIMILARITY) * shared_view(best[:, 0])
     maps = torch.cat((guide, confidence[:, None]), dim=1).T.reshape(-1, *grid)
     maps = functional.interpolate(maps[None], size=tuple(lightness.shape), mode="bilinear", align_corners=False)[0]
     guide = maps[:-1].permute(1, 2, 0)
     return guide / guide.sum(dim=-1, keepdim=True).clamp_min(1e-12), maps[-1].clamp(0.0, 1.0)
 
 
+def ramp(value: torch.Tensor, bounds: tuple[float, float]) -> torch.Tensor:
+    """``value`` mapped linearly from ``bounds`` (low, high) to [0, 1], clamped; same shape."""
+    low, high = bounds
+    return ((value - low) / (high - low)).clamp(0.0, 1.0)
+
+
 def shared_view(best: torch.Tensor) -> torch.Tensor:
     """How much of a frame's view the keyframe shows, a 0-d tensor in [0, 1], from each cell's best
-    similarity ``(m,)``: their mean mapped linearly from ``SHARED_VIEW`` to [0, 1]."""
-    low, high = SHARED_VIEW
-    return ((best.mean() - low) / (high - low)).clamp(0.0, 1.0)
+    similarity ``(m,)``: their mean ramped over ``SHARED_VIEW``."""
+    return ramp(best.mean(), SHARED_VIEW)
 
 
 def combine(
