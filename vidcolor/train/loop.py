@@ -532,6 +532,7 @@ def _export(run: _Run, metrics: dict | None, path: Path | None = None) -> None:
         "loss": config.loss,
         "teacher": config.teacher,
         "rebalance_lambda": config.rebalance_lambda,
+        "low_colour": config.low_colour,
         "default_decoding": {"method": VALIDATION_DECODING.method, "temperature": VALIDATION_DECODING.temperature},
         "data": {
             "train": config.data,
