@@ -78,7 +78,8 @@ def test_openvino_in_bf16_computes_in_bf16_and_keeps_the_colours_close():
     for lightness in shared_lightness():
         reference = reference_colorizer.ab_lowres(lightness)
         difference = (colorizer.ab_lowres(lightness) - reference).abs()
-        assert 0.05 < difference.mean() < 1.0  # Lab units: bf16 arithmetic, not f32's colours to the last bit
+        # Lab units: bf16 arithmetic, not f32's colours to the last bit (0.80 / 1.15 with the default's T = 0.5)
+        assert 0.05 < difference.mean() < 1.5
         assert difference.mean(dim=(1, 2, 3)).max() < 2.0  # on every image
         mixed_difference = (mixed.ab_lowres(lightness) - reference).abs().mean()
         assert 0.01 < mixed_difference < difference.mean()  # bf16 in the rest, closer than bf16 throughout
