@@ -8,8 +8,9 @@ Scores every decoding on the photos (full resolution; default ../shared/data/val
 blend on), through vidcolor.evaluation (the path of ``vidcolor eval`` and the model card). Prints,
 per decoding, PSNR against grey, AuC and the colourfulness ratio (targets: PSNR >= grey + 0.2 dB,
 ratio 0.7-1.2 on photos; within 1.5 dB of grey and ratio <= 1.4 on clips). ``--mrf`` adds
-Potts-model variants (unary weight and form, posterior read out by mode or mean; target: PSNR
-within 0.3 dB of the default decoding's, lower TAE on the clips).
+Potts-model variants (unary weight and form, posterior read out by mode or mean, on the network's
+own marginals) and the shipped MRF at each temperature (target: PSNR within 0.3 dB of the default
+decoding's, lower TAE on the clips).
 """
 
 from __future__ import annotations
@@ -64,21 +65,23 @@ MRF_VARIANTS = {
 def decodings(temperatures: list[float], mrf: bool) -> dict[str, DecodeSettings]:
     out = {"mean": DecodeSettings("mean")}
     out.update({f"annealed T={t:g}": DecodeSettings("annealed", temperature=t) for t in temperatures})
-    if mrf:
+    if mrf:  # the variants on the network's own marginals (T = 1), the shipped one at each temperature
         for name, changes in MRF_VARIANTS.items():
-            out[name] = DecodeSettings("mrf", mrf=MRFSettings(**changes))
+            out[name] = DecodeSettings("mrf", temperature=1.0, mrf=MRFSettings(**changes))
+        out.update({f"mrf T={t:g}": DecodeSettings("mrf", temperature=t) for t in temperatures})
     return out
 
 
 def temporal_variants(temperature: float, blends: list[float], mrf_weights: list[float]) -> dict[str, DecodeSettings]:
-    """The flow-linked temporal link of the annealed mean and of the MRF at several weights, each
-    beside the same decoding frame by frame (``no-temporal``)."""
+    """The flow-linked temporal link of the annealed mean and of the MRF (both at ``temperature``)
+    at several weights, each beside the same decoding frame by frame (``no-temporal``)."""
     annealed = DecodeSettings("annealed", temperature=temperature)
     out = {f"annealed T={temperature:g} no-temporal": replace(annealed, temporal=False)}
     out.update({f"annealed T={temperature:g} blend={b:g}": replace(annealed, blend=b) for b in blends})
-    out["mrf no-temporal"] = DecodeSettings("mrf", temporal=False)
+    mrf = DecodeSettings("mrf", temperature=temperature)
+    out[f"mrf T={temperature:g} no-temporal"] = replace(mrf, temporal=False)
     for weight in mrf_weights:
-        out[f"mrf t={weight:g}"] = DecodeSettings("mrf", mrf=MRFSettings(temporal_weight=weight))
+        out[f"mrf T={temperature:g} t={weight:g}"] = replace(mrf, mrf=MRFSettings(temporal_weight=weight))
     return out
 
 

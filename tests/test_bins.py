@@ -123,3 +123,7 @@ def test_decoding_and_marginals_are_the_same_in_either_memory_layout(method):
     first = channel_marginals(logits, bins)[:, 0]  # the a marginal sums the softmax over each a value's bins
     expected = torch.zeros_like(first).index_add_(1, grid_cells(bins)[:, 0], torch.softmax(logits, dim=1))
     assert torch.allclose(first, expected, atol=1e-6)
+    # at a temperature, the marginals of softmax(logits / T), in either layout
+    cold = torch.zeros_like(first).index_add_(1, grid_cells(bins)[:, 0], torch.softmax(logits / 0.5, dim=1))
+    for layout in (logits, channels_last):
+        assert torch.allclose(channel_marginals(layout, bins, 0.5)[:, 0], cold, atol=1e-6)

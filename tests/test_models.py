@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from vidcolor.bins import ANNEAL_TEMPERATURE
+from vidcolor.colorizer import ColorizerSpec
 from vidcolor.errors import VidcolorError
 from vidcolor.models import (
     ECCV16,
@@ -210,3 +212,12 @@ def test_shipped_default_model_and_card():
     assert metrics["model"]["auc"] >= metrics["grey"]["auc"]
     assert metrics["model"]["colourfulness"] >= 0.5 * metrics["model"]["true_colourfulness"]
     json.dumps(card)
+
+
+def test_the_cards_temperature_serves_the_annealed_mean_and_the_mrf():
+    """The card's temperature is the model's: ``--decode mrf`` reads the distribution at it too."""
+    temperature = model_card()["default_decoding"]["temperature"]
+    assert temperature != ANNEAL_TEMPERATURE
+    assert ColorizerSpec().decoding().temperature == temperature
+    assert ColorizerSpec(decode_method="mrf").decoding().temperature == temperature
+    assert ColorizerSpec(decode_method="mrf", temperature=0.8).decoding().temperature == 0.8

@@ -12,7 +12,8 @@ from tests.mrf_reference import mean_field_reference
 from vidcolor import mrf
 from vidcolor.bins import GRID_VALUES, channel_marginals
 from vidcolor.colorizer import Colorizer
-from vidcolor.decoding import DecodeSettings, FilmState
+from vidcolor.decoding import Decoder, DecodeSettings, FilmState
+from vidcolor.errors import VidcolorError
 from vidcolor.models import VidNetConfig, build_model
 
 K = len(GRID_VALUES)
@@ -165,7 +166,7 @@ def test_mrf_reference_weights_the_channel_marginals_once():
     reddish[15, 11] = 1.0  # a = +40, b = 0
     colorizer = tiny_colorizer("mrf", temporal=False, reference=reddish)
     logits = colorizer.logits(lightness)
-    probs = channel_marginals(logits, colorizer.model.bins)[0].numpy()
+    probs = channel_marginals(logits, colorizer.model.bins, colorizer.decode.temperature)[0].numpy()
     small = torch.nn.functional.interpolate(lightness, size=logits.shape[-2:], mode="area")[0, 0].numpy() / 100
     channels = (reddish.sum(axis=1), reddish.sum(axis=0))
     weighted = np.stack([mrf.histogram_transfer(p, h) for p, h in zip(probs, channels, strict=True)])
@@ -280,3 +281,21 @@ def test_log_fusion_is_a_weighted_geometric_mean_that_never_sharpens_a_still_sho
     expected /= expected.sum(axis=1, keepdims=True)
     np.testing.assert_allclose(fused, expected, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(fuse_log(probs, probs, np.ones((5, 6))), probs, rtol=1e-6, atol=1e-9)  # no build-up
+
+
+def test_the_mrf_reads_the_networks_distribution_at_the_decoding_temperature():
+    """A cold temperature sharpens the joint before its marginals: cells split between a neutral
+    bin (40 %) and three warm ones (20 % each) come out warm at T = 1 (b about 17) and near neutral
+    at T = 0.5, as the annealed mean reads them."""
+    bins = torch.tensor([[0.0, 0.0], [10.0, 20.0], [20.0, 20.0], [20.0, 30.0]])
+    logits = torch.tensor([0.4, 0.2, 0.2, 0.2]).log().view(1, 4, 1, 1).expand(1, 4, 8, 8).contiguous()
+    lightness = torch.full((1, 1, 32, 32), 80.0)
+    b_values = {}
+    for temperature in (1.0, 0.5):
+        settings = DecodeSettings("mrf", temperature, temporal=False)
+        b_values[temperature] = Decoder(settings, bins, "classification", torch.device("cpu")).decode(
+            logits, lightness
+        )[0, 1]
+    assert b_values[1.0].mean() > 10 and b_values[0.5].mean() < 5
+    with pytest.raises(VidcolorError, match="temperature must be positive"):
+        Decoder(DecodeSettings("mrf", 0.0), bins, "classification", torch.device("cpu"))

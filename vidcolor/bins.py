@@ -231,12 +231,14 @@ def _check_decoding(method: str, temperature: float) -> None:
         raise ValueError(f"temperature must be positive, got {temperature}")
 
 
-def channel_marginals(logits: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+def channel_marginals(logits: torch.Tensor, bins: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Per-channel distributions of the softmax of joint logits: the a and b marginals.
 
     Args:
         logits: ``(B, Q, H, W)`` scores over the joint ``bins``, contiguous or channels_last.
         bins: ``(Q, 2)`` ab centres on the grid.
+        temperature: the joint distribution is read at this temperature first, softmax(logits / T)
+            (as the annealed mean reads it; T = 1 is the network's own, T < 1 sharper).
     Returns:
         ``(B, 2, 23, H, W)`` float32 probabilities over ``GRID_VALUES`` of a (index 0) and
         b (index 1); each sums to 1 over its 23 bins.
@@ -246,13 +248,13 @@ def channel_marginals(logits: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
         # each marginal sums the bins of each grid value: one product with a (Q, 2 x 23) one-hot
         # matrix, which is faster here than transposing to bin-major maps first (measured)
         scores = logits.float().permute(0, 2, 3, 1)
-        weights = (scores - scores.amax(dim=-1, keepdim=True)).exp_()  # softmax, not yet normalised
+        weights = (scores - scores.amax(dim=-1, keepdim=True)).mul_(1.0 / temperature).exp_()  # not yet normalised
         grid = torch.arange(GRID_SIZE, device=logits.device)
         members = torch.cat([(cells[:, channel, None] == grid) for channel in (0, 1)], dim=1).to(weights.dtype)
         out = torch.matmul(weights, members).unflatten(-1, (2, GRID_SIZE)).permute(0, 3, 4, 1, 2)
     else:  # bin-major: each bin's map is a contiguous slice to add
         scores = logits.float().contiguous()
-        weights = (scores - scores.amax(dim=1, keepdim=True)).exp_()
+        weights = (scores - scores.amax(dim=1, keepdim=True)).mul_(1.0 / temperature).exp_()
         out = weights.new_zeros((logits.shape[0], 2, GRID_SIZE, *logits.shape[2:]))
         out[:, 0].index_add_(1, cells[:, 0], weights)
         out[:, 1].index_add_(1, cells[:, 1], weights)

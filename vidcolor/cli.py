@@ -84,7 +84,10 @@ def model_options(function):
         ),
         option_from(ColorizerSpec, "device", "--device", help="auto, cpu, cuda or cuda:N."),
         click.option(
-            "--temperature", type=float, help=f"Temperature of the annealed mean (default {ANNEAL_TEMPERATURE})."
+            "--temperature",
+            type=float,
+            help="Temperature the annealed mean and --decode mrf read the network's distribution at (lower: fewer "
+            f"casts on near-neutral content, calmer colours; default: the model card's, else {ANNEAL_TEMPERATURE}).",
         ),
         option_from(
             ColorizerSpec,

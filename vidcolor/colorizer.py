@@ -243,8 +243,9 @@ class ColorizerSpec:
 
     Fields: ``model`` (``"default"`` or a weight file); ``size`` (the network's input side in
     pixels); ``device`` (``auto``, ``cpu``, ``cuda`` or ``cuda:N``); ``decode_method``
-    (``annealed``, ``mean``, ``mode``, ``mrf``; None: the card's); ``temperature`` (of the
-    annealed mean; None: the card's when its method is chosen, else ``ANNEAL_TEMPERATURE``);
+    (``annealed``, ``mean``, ``mode``, ``mrf``; None: the card's); ``temperature`` (that the
+    annealed mean and the MRF's marginals read the network's distribution at; None: the card's
+    when its method is chosen or both are among those two, else ``ANNEAL_TEMPERATURE``);
     ``mrf`` (the Potts model's settings); ``temporal`` (link each film frame to the previous
     one); ``reference`` (a colour image whose ab histogram steers the colours); ``runtime``
     (:data:`vidcolor.runtime.RUNTIMES`; ``auto``: the fastest one installed for the device);
@@ -268,7 +269,10 @@ class ColorizerSpec:
         method = method or self.decode_method or preferred.method
         temperature = self.temperature
         if temperature is None:
-            temperature = preferred.temperature if method == preferred.method else ANNEAL_TEMPERATURE
+            # the card's temperature is the model's: it serves both decodings that read one
+            read_at_temperature = {"annealed", "mrf"}
+            both = {method, preferred.method} <= read_at_temperature
+            temperature = preferred.temperature if method == preferred.method or both else ANNEAL_TEMPERATURE
         return DecodeSettings(method, temperature, mrf=self.mrf, temporal=self.temporal, reference=self._histogram())
 
     def _histogram(self) -> np.ndarray | None:

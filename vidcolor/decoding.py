@@ -59,7 +59,10 @@ CUT_WARP_CONFIDENCE = 0.3  # a large change whose warped previous frame matches 
 class DecodeSettings:
     """How a distribution over bins becomes a colour.
 
-    ``method``: one of ``ALL_DECODINGS``; ``temperature``: for ``annealed``; ``mrf``: the Potts
+    ``method``: one of ``ALL_DECODINGS``; ``temperature``: the temperature T the joint
+    distribution is read at, softmax(logits / T), by ``annealed`` (the annealed mean) and ``mrf``
+    (the marginals its unary and temporal link take; T < 1 lets a near-neutral cell's neutral
+    bins win over the mean of warm ones, so fewer casts); ``mrf``: the Potts
     model's constants for ``mrf`` (its ``scene_cut`` serves every decoding); ``temporal``: link
     each frame of a film to the previous one; ``reference``: a reference colour image's ab
     histogram ``(23, 23)`` (counts over the grid) that reweights every distribution (global
@@ -153,6 +156,8 @@ class Decoder:
     def __init__(self, settings: DecodeSettings, bins: torch.Tensor, kind: str, device: torch.device) -> None:
         if settings.method not in ALL_DECODINGS:
             raise VidcolorError(f"unknown decoding {settings.method!r}; choose from {', '.join(ALL_DECODINGS)}")
+        if settings.method in ("annealed", "mrf") and not settings.temperature > 0:
+            raise VidcolorError(f"the temperature must be positive, got {settings.temperature}")
         if kind == "regression" and (settings.method in ("mode", "mrf") or settings.reference is not None):
             what = "--reference" if settings.reference is not None else f"--decode {settings.method}"
             raise VidcolorError(f"this model predicts ab directly: {what} needs a classification model")
@@ -249,10 +254,11 @@ class Decoder:
         planes: np.ndarray | None,
         frames: _FrameExtras,
     ) -> torch.Tensor:
+        temperature = self.settings.temperature  # the marginals of the joint read at T, as the annealed mean reads it
         if logits.device.type == "cpu":  # frame by frame, so that each frame's maps stay in cache
-            probs = [channel_marginals(frame, self.bins)[0].numpy() for frame in logits.split(1)]
+            probs = [channel_marginals(frame, self.bins, temperature)[0].numpy() for frame in logits.split(1)]
         else:  # the whole batch on the device, then one transfer
-            probs = list(channel_marginals(logits, self.bins).cpu().numpy())
+            probs = list(channel_marginals(logits, self.bins, temperature).cpu().numpy())
         ab = []
         # the MRF runs on the host: the batch's lightness crosses once, and the state keeps host tensors
         for i, (frame_probs, lightness) in enumerate(zip(probs, small[:, 0].cpu(), strict=True)):
