@@ -16,7 +16,7 @@ from vidcolor.cli import main
 from vidcolor.inputs import find_images, is_held_out
 from vidcolor.models import DEFAULT_WEIGHTS, VidNet, load_model
 from vidcolor.train.data import degrade_lightness, fade_chroma, load_image_set, random_crops
-from vidcolor.train.losses import ab_mse, distillation_loss, rebalanced_cross_entropy
+from vidcolor.train.losses import ab_mse, distillation_loss, rebalanced_cross_entropy, shift_consistency
 
 
 def test_rebalanced_cross_entropy_hand_value():
@@ -429,3 +429,64 @@ def test_a_bf16_training_step_runs_on_the_cpu_and_updates_the_weights():
     loss = training_step(parts, images, 32, 1e-2, torch.Generator().manual_seed(0))
     assert torch.isfinite(loss) and loss.dtype == torch.float32
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_shift_consistency_is_zero_for_colours_that_move_with_the_content_and_grows_otherwise():
+    """Outputs that are the same map moved by the shift (in whole and half cells) score 0; the same
+    map unmoved, or another map, scores more."""
+    generator = torch.Generator().manual_seed(0)
+    field = torch.randn(2, 5, 20, 24, generator=generator)  # logits over 5 bins on a 20x24 output grid
+    stride = 4
+    assert shift_consistency(field, field, (0, 0), stride).item() == pytest.approx(0.0, abs=1e-6)
+    # the second view shows the first's content (y + 8, x - 4) px: its cell (i, j) is the first's (i + 2, j - 1)
+    moved = torch.roll(field, shifts=(-2, 1), dims=(2, 3))
+    assert shift_consistency(field, moved, (8, -4), stride).item() == pytest.approx(0.0, abs=1e-6)
+    assert shift_consistency(field, moved, (0, 0), stride).item() > 0.1
+    assert shift_consistency(field, torch.randn(2, 5, 20, 24, generator=generator), (8, -4), stride).item() > 0.1
+    # half a cell: the first view's probabilities read halfway between two cells
+    probs = torch.softmax(field, dim=1)
+    halfway = 0.5 * (probs + torch.roll(probs, shifts=-1, dims=3))
+    assert shift_consistency(field, halfway.log(), (0, 2), stride).item() == pytest.approx(0.0, abs=1e-5)
+    with pytest.raises(ValueError, match="no shared cells"):
+        shift_consistency(field, field, (0, 90), stride)
+
+
+def test_a_training_step_with_the_consistency_term_sees_two_views_and_trains():
+    from vidcolor.bins import gamut_bins
+    from vidcolor.models import build_model
+    from vidcolor.train.config import TrainConfig
+    from vidcolor.train.loop import build_optimizer
+    from vidcolor.train.step import StepParts, training_step
+
+    torch.manual_seed(0)
+    bins = gamut_bins()
+    model = build_model("vidnet", {"widths": [8, 8, 8, 8], "num_bins": len(bins)}, bins)
+    images = torch.from_numpy(np.stack([smooth_colour_image(56, 56, seed=i) for i in range(2)])).permute(0, 3, 1, 2)
+    batches = []
+    losses = {}
+    for weight in (0.0, 1.0):
+        torch.manual_seed(0)
+        fresh = build_model("vidnet", {"widths": [8, 8, 8, 8], "num_bins": len(bins)}, bins)
+        fresh.load_state_dict(model.state_dict())
+        fresh.register_forward_hook(lambda module, inputs, output: batches.append(len(inputs[0])))
+        parts = StepParts(fresh, build_optimizer(fresh, TrainConfig(data=[])), None, bins, torch.ones(len(bins)))
+        parts.consistency = weight
+        before = [p.detach().clone() for p in fresh.parameters()]
+        losses[weight] = training_step(parts, images, 32, 1e-2, torch.Generator().manual_seed(3))
+        assert torch.isfinite(losses[weight])
+        assert any(not torch.equal(a, b) for a, b in zip(before, fresh.parameters(), strict=True))
+    assert batches == [2, 4]  # the second view goes through the network beside the first
+    with pytest.raises(ValueError, match="needs images of 48 px"):
+        training_step(parts, images[..., :40, :40], 32, 1e-2, torch.Generator().manual_seed(3))
+
+
+def test_train_cli_records_the_consistency_weight_and_refuses_it_for_regression(image_folders, tmp_path):
+    train, val = image_folders
+    out = tmp_path / "run"
+    args = ["train", str(train), "--out", str(out), "--size", "32", "--batch-size", "4", "--arch", "vidnet"]
+    args += ["--widths", "8,8,16,16", "--steps", "2", "--device", "cpu"]
+    result = CliRunner().invoke(main, [*args, "--consistency", "0.5"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "model.json").read_text())["consistency"] == 0.5
+    refused = CliRunner().invoke(main, [*args, "--consistency", "0.5", "--loss", "regression"])
+    assert refused.exit_code != 0 and "--consistency" in refused.output

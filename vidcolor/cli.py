@@ -364,6 +364,15 @@ def frames(film: Path, times: tuple[float, ...], output: Path) -> None:
     help="Share of each batch whose target colours are faded to 0-35 %: low-colour scenes (near-white "
     "walls, overcast streets) that the colourful training sets lack.",
 )
+@option_from(
+    TrainConfig,
+    "consistency",
+    "--consistency",
+    type=click.FloatRange(0),
+    help="Weight of a shift-consistency term: each crop is also seen moved by up to 8 px with fresh grain, "
+    "and the divergence between the two colourings of the content both show joins the loss (films: colours "
+    "that hold still as the camera moves). Costs a second pass: about half the images a second.",
+)
 @click.option("--val-limit", type=int, help="Validate on at most this many images.")
 @option_from(TrainConfig, "checkpoint_every", "--checkpoint-every", type=int)
 @click.option("--val-every", type=int, help="Steps between validations (default: every epoch).")
@@ -406,6 +415,8 @@ def train(
     sizes = _crop_sides(size)
     if not 0 <= settings["ema"] < 1:
         raise click.BadParameter("must be in [0, 1)", param_hint="--ema")
+    if settings["consistency"] and (teacher or settings["loss"] != "classification"):
+        raise click.BadParameter("needs the classification loss without a teacher", param_hint="--consistency")
     # the architecture's settings the command line gives (the rest: its defaults, or the --init model's)
     net: dict = {"decoder": decoder} if decoder else {}
     if widths:

@@ -31,6 +31,7 @@ class TrainConfig:
     rebalance_lambda: float = 0.5
     degrade: bool = False
     low_colour: float = 0.0  # share of each batch trained as a faded, low-colour scene
+    consistency: float = 0.0  # weight of the shift-consistency term (losses.shift_consistency)
     workers: int = 2
     checkpoint_every: int = 500
     val_every: int | None = None  # steps between validations; None: every epoch

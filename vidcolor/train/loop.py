@@ -410,6 +410,7 @@ def _step_loop(run: _Run) -> None:
         config.degrade,
         teacher=teacher,
         low_colour=config.low_colour,
+        consistency=config.consistency,
     )
     total, validate_every = run.total, config.val_every or run.per_epoch
     console.print(
@@ -533,6 +534,7 @@ def _export(run: _Run, metrics: dict | None, path: Path | None = None) -> None:
         "teacher": config.teacher,
         "rebalance_lambda": config.rebalance_lambda,
         "low_colour": config.low_colour,
+        "consistency": config.consistency,
         "default_decoding": {"method": VALIDATION_DECODING.method, "temperature": VALIDATION_DECODING.temperature},
         "data": {
             "train": config.data,

@@ -56,3 +56,44 @@ def ab_mse(predicted_ab: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
         predicted_ab, ab: ``(B, 2, h, w)`` in Lab units.
     """
     return torch.mean(((predicted_ab.float() - ab) / AB_NORM) ** 2)
+
+
+def shift_consistency(
+    logits: torch.Tensor, shifted_logits: torch.Tensor, shift: tuple[int, int], stride: int
+) -> torch.Tensor:
+    """How differently a network colours the same content moved by a few pixels (films: colours
+    that hold still as the camera moves, instead of flickering with the content's place on the
+    network's output grid).
+
+    The shifted view's pixel (y, x) shows the first view's (y + dy, x + dx), so its output cell
+    (i, j) is the first view's output at (i + dy / stride, j + dx / stride) in cells, read by
+    bilinear interpolation of the probabilities. The divergence is the symmetric Kullback-Leibler
+    divergence (Jeffreys, halved) between the two distributions, over the cells both views show
+    away from a 2-cell border (where the padding differs).
+
+    Args:
+        logits: ``(B, Q, h, w)`` the network's output for the first view.
+        shifted_logits: ``(B, Q, h, w)`` its output for the view moved by ``shift``.
+        shift: ``(dy, dx)`` in input pixels, each of magnitude below ``(h - 4) * stride``.
+        stride: input pixels per output cell.
+    Returns:
+        scalar, >= 0 (0 when the outputs agree), mean over the shared cells and the batch.
+    """
+    _, _, h, w = logits.shape
+    dy, dx = shift[0] / stride, shift[1] / stride
+    rows = torch.arange(h, device=logits.device, dtype=torch.float32)
+    cols = torch.arange(w, device=logits.device, dtype=torch.float32)
+    keep_rows = (rows + dy >= 2) & (rows + dy <= h - 3) & (rows >= 2) & (rows <= h - 3)
+    keep_cols = (cols + dx >= 2) & (cols + dx <= w - 3) & (cols >= 2) & (cols <= w - 3)
+    rows, cols = rows[keep_rows], cols[keep_cols]
+    if not len(rows) or not len(cols):
+        raise ValueError(f"a shift of {shift} pixels leaves no shared cells in a {h}x{w} output")
+    grid_y = (2 * (rows + dy) / (h - 1) - 1)[:, None].expand(-1, len(cols))
+    grid_x = (2 * (cols + dx) / (w - 1) - 1)[None, :].expand(len(rows), -1)
+    grid = torch.stack([grid_x, grid_y], dim=-1)[None].expand(len(logits), -1, -1, -1)
+    probs = torch.softmax(logits.float(), dim=1)
+    moved = torch.nn.functional.grid_sample(probs, grid, mode="bilinear", align_corners=True)
+    shifted = torch.softmax(shifted_logits.float(), dim=1)[:, :, keep_rows][:, :, :, keep_cols]
+    floor = 1e-8
+    divergence = (moved - shifted) * (torch.log(moved + floor) - torch.log(shifted + floor))
+    return 0.5 * divergence.sum(dim=1).mean()

@@ -13,7 +13,10 @@ import torch
 from vidcolor.color import normalize_lightness, rgb_to_lab
 from vidcolor.models import ColorNet
 from vidcolor.train.data import degrade_lightness, fade_chroma, random_crops
-from vidcolor.train.losses import ab_mse, distillation_loss, rebalanced_cross_entropy
+from vidcolor.train.losses import ab_mse, distillation_loss, rebalanced_cross_entropy, shift_consistency
+
+CONSISTENCY_SHIFT = 8  # the largest shift of the consistency term's second view, in pixels (2 output cells)
+CONSISTENCY_GRAIN = 1.5  # the largest standard deviation of the grain on the second view, in L units
 
 
 @dataclass
@@ -30,6 +33,31 @@ class StepParts:
     teacher: ColorNet | None = None  # eval mode, frozen: the loss is the divergence from its distribution
     low_colour: float = 0.0  # share of each batch whose target colours are faded (fade_chroma)
     precision: str = "f32"  # "bf16": the forward pass under bf16 autocast (CUDA always autocasts to bf16)
+    consistency: float = 0.0  # weight of the shift-consistency term (classification without a teacher)
+
+
+def _two_views(
+    images: torch.Tensor, crop: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+    """Random crops and the same crops moved by up to ``CONSISTENCY_SHIFT`` pixels (one shift for
+    the batch): ``(B, 3, crop, crop)`` float RGB in [0, 1] twice, and the shift ``(dy, dx)``."""
+    margin = CONSISTENCY_SHIFT
+    if images.shape[-1] < crop + 2 * margin:
+        raise ValueError(f"the consistency term needs images of {crop + 2 * margin} px for {crop} px crops")
+    wide = random_crops(images, crop + 2 * margin, generator)
+    dy, dx = (int(v) for v in torch.randint(-margin, margin + 1, (2,), generator=generator))
+    first = wide[..., margin : margin + crop, margin : margin + crop]
+    second = wide[..., margin + dy : margin + dy + crop, margin + dx : margin + dx + crop]
+    return first, second, (dy, dx)
+
+
+def _grain(lightness: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """``(B, 1, H, W)`` L in [0, 100] with Gaussian grain of a random strength per image (up to
+    ``CONSISTENCY_GRAIN``), as consecutive film frames differ."""
+    b = len(lightness)
+    sigma = torch.rand(b, 1, 1, 1, generator=generator) * CONSISTENCY_GRAIN
+    noise = torch.randn(lightness.shape, generator=generator) * sigma
+    return (lightness + noise.to(lightness.device)).clamp(0, 100)
 
 
 def training_step(
@@ -43,7 +71,16 @@ def training_step(
         learning_rate: the new parts' rate; each parameter group scales it by its ``lr_scale``.
     """
     model = parts.model
-    lab = rgb_to_lab(random_crops(images, crop, generator))
+    consistent = parts.consistency > 0 and parts.bins is not None and parts.teacher is None
+    second_lightness, shift = None, (0, 0)
+    if consistent:
+        first, second, shift = _two_views(images, crop, generator)
+        lab = rgb_to_lab(first)
+        second_lightness = _grain(rgb_to_lab(second)[:, :1], generator)
+        if parts.degrade:
+            second_lightness = degrade_lightness(second_lightness, generator)
+    else:
+        lab = rgb_to_lab(random_crops(images, crop, generator))
     lightness = lab[:, :1]
     if parts.degrade:
         lightness = degrade_lightness(lightness, generator)
@@ -53,18 +90,25 @@ def training_step(
     for group in parts.optimizer.param_groups:
         group["lr"] = learning_rate * group.get("lr_scale", 1.0)
     net_input = normalize_lightness(lightness)
+    if second_lightness is not None:  # both views in one pass
+        net_input = torch.cat([net_input, normalize_lightness(second_lightness)])
     if parts.channels_last:
         net_input = net_input.contiguous(memory_format=torch.channels_last)
     on_cuda = images.device.type == "cuda"
     with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=on_cuda or parts.precision == "bf16"):
         out_map = model(net_input)
     out_map = out_map.float()
+    second_map = None
+    if second_lightness is not None:
+        out_map, second_map = out_map.chunk(2)
     if parts.teacher is not None:
         with torch.no_grad():
             teacher_map = parts.teacher(net_input).float()
         loss = distillation_loss(out_map, teacher_map)
     elif parts.bins is not None:
         loss = rebalanced_cross_entropy(out_map, target_ab, parts.bins.to(images.device), parts.weights)
+        if second_map is not None:
+            loss = loss + parts.consistency * shift_consistency(out_map, second_map, shift, model.output_stride)
     else:
         loss = ab_mse(out_map, target_ab)
     parts.optimizer.zero_grad(set_to_none=True)
