@@ -65,6 +65,10 @@ def training_step(
 ) -> torch.Tensor:
     """Train on random crops of ``images``; returns the batch's loss (a detached scalar).
 
+    With ``parts.consistency`` (classification, no teacher) each crop is also seen moved by up to
+    ``CONSISTENCY_SHIFT`` pixels with fresh grain, and ``consistency`` x the divergence of the two
+    colourings (:func:`~vidcolor.train.losses.shift_consistency`) joins the loss.
+
     Args:
         images: ``(B, 3, S, S)`` uint8 RGB on the model's device, S >= ``crop``.
         crop: crop side in pixels (a multiple of the network's input multiple).
