@@ -180,6 +180,38 @@ def random_crops(images: torch.Tensor, crop: int, generator: torch.Generator | N
     return crops.float()
 
 
+def shifted_crops(
+    images: torch.Tensor, crop: int, largest: int, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+    """:func:`random_crops` twice over: the crops, and the same crops moved by one random shift of
+    up to ``largest`` pixels each way (the same shift for the batch).
+
+    Args:
+        images: ``(B, 3, S, S)`` uint8 or float images, S >= crop + 2 x largest.
+    Returns:
+        ``(B, 3, crop, crop)`` float RGB in [0, 1] twice, and the shift ``(dy, dx)``: the second
+        crop's pixel (y, x) is the first's (y + dy, x + dx).
+    """
+    if images.shape[-1] < crop + 2 * largest:
+        raise ValueError(f"a shifted pair of {crop} px crops needs images of {crop + 2 * largest} px")
+    wide = random_crops(images, crop + 2 * largest, generator)
+    dy, dx = (int(v) for v in torch.randint(-largest, largest + 1, (2,), generator=generator))
+    first = wide[..., largest : largest + crop, largest : largest + crop]
+    second = wide[..., largest + dy : largest + dy + crop, largest + dx : largest + dx + crop]
+    return first, second, (dy, dx)
+
+
+def film_grain(
+    lightness: torch.Tensor, weakest: float, strongest: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Gaussian grain for ``(B, 1, H, W)`` L: each image's standard deviation drawn from U(weakest,
+    strongest) L units. Returns the ``(B, 1, H, W)`` noise (to add) on ``lightness``'s device."""
+    b, _, h, w = lightness.shape
+    noise = torch.randn(b, 1, h, w, generator=generator)
+    sigma = weakest + (strongest - weakest) * torch.rand(b, 1, 1, 1, generator=generator)
+    return (noise * sigma).to(lightness.device)
+
+
 def degrade_lightness(lightness: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Old-film degradations applied to the network's input only.
 
@@ -211,7 +243,7 @@ def degrade_lightness(lightness: torch.Tensor, generator: torch.Generator | None
     blurred = torch.nn.functional.avg_pool2d(out, 3, stride=1, padding=1, count_include_pad=False)
     out = torch.where(chance(), blurred, out)
     # film grain
-    grain = torch.randn(b, 1, h, w, generator=generator).to(device) * uniform(1, 6)
+    grain = film_grain(out, 1, 6, generator)
     out = torch.where(chance(), out + grain, out)
     # scratches: thin vertical lines, bright or dark
     columns = torch.rand(b, 1, 1, w, generator=generator).to(device) < 0.004

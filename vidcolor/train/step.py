@@ -12,7 +12,7 @@ import torch
 
 from vidcolor.color import normalize_lightness, rgb_to_lab
 from vidcolor.models import ColorNet
-from vidcolor.train.data import degrade_lightness, fade_chroma, random_crops
+from vidcolor.train.data import degrade_lightness, fade_chroma, film_grain, random_crops, shifted_crops
 from vidcolor.train.losses import ab_mse, distillation_loss, rebalanced_cross_entropy, shift_consistency
 
 CONSISTENCY_SHIFT = 8  # the largest shift of the consistency term's second view, in pixels (2 output cells)
@@ -36,30 +36,6 @@ class StepParts:
     consistency: float = 0.0  # weight of the shift-consistency term (classification without a teacher)
 
 
-def _two_views(
-    images: torch.Tensor, crop: int, generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
-    """Random crops and the same crops moved by up to ``CONSISTENCY_SHIFT`` pixels (one shift for
-    the batch): ``(B, 3, crop, crop)`` float RGB in [0, 1] twice, and the shift ``(dy, dx)``."""
-    margin = CONSISTENCY_SHIFT
-    if images.shape[-1] < crop + 2 * margin:
-        raise ValueError(f"the consistency term needs images of {crop + 2 * margin} px for {crop} px crops")
-    wide = random_crops(images, crop + 2 * margin, generator)
-    dy, dx = (int(v) for v in torch.randint(-margin, margin + 1, (2,), generator=generator))
-    first = wide[..., margin : margin + crop, margin : margin + crop]
-    second = wide[..., margin + dy : margin + dy + crop, margin + dx : margin + dx + crop]
-    return first, second, (dy, dx)
-
-
-def _grain(lightness: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """``(B, 1, H, W)`` L in [0, 100] with Gaussian grain of a random strength per image (up to
-    ``CONSISTENCY_GRAIN``), as consecutive film frames differ."""
-    b = len(lightness)
-    sigma = torch.rand(b, 1, 1, 1, generator=generator) * CONSISTENCY_GRAIN
-    noise = torch.randn(lightness.shape, generator=generator) * sigma
-    return (lightness + noise.to(lightness.device)).clamp(0, 100)
-
-
 def training_step(
     parts: StepParts, images: torch.Tensor, crop: int, learning_rate: float, generator: torch.Generator
 ) -> torch.Tensor:
@@ -78,9 +54,11 @@ def training_step(
     consistent = parts.consistency > 0 and parts.bins is not None and parts.teacher is None
     second_lightness, shift = None, (0, 0)
     if consistent:
-        first, second, shift = _two_views(images, crop, generator)
+        first, second, shift = shifted_crops(images, crop, CONSISTENCY_SHIFT, generator)
         lab = rgb_to_lab(first)
-        second_lightness = _grain(rgb_to_lab(second)[:, :1], generator)
+        second_lightness = rgb_to_lab(second)[:, :1]
+        grain = film_grain(second_lightness, 0.0, CONSISTENCY_GRAIN, generator)
+        second_lightness = (second_lightness + grain).clamp(0, 100)
         if parts.degrade:
             second_lightness = degrade_lightness(second_lightness, generator)
     else:
