@@ -145,6 +145,19 @@ def test_never_overwrites_and_refuses_output_equal_to_input(tmp_path):
     assert same.returncode == 1 and "would overwrite the input" in same.stderr
 
 
+def test_a_folder_colorized_twice_leaves_its_earlier_outputs_alone(tmp_path):
+    for name in ("a.png", "b.jpg"):
+        Image.fromarray(smooth_colour_image(32, 40)).save(tmp_path / name)
+    assert run_cli(str(tmp_path)).returncode == 0
+    again = run_cli(str(tmp_path), "--overwrite")
+    assert again.returncode == 0, again.stderr
+    assert "skipped 2 earlier output(s)" in again.stderr and "colorized 2 of 2" in again.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "a_color.png", "b.jpg", "b_color.jpg"]
+    # named on its own, an earlier output is colorized like any photo
+    named = run_cli(str(tmp_path / "a_color.png"))
+    assert named.returncode == 0 and (tmp_path / "a_color_color.png").exists()
+
+
 def test_unwritable_output_folder(tmp_path):
     photo = tmp_path / "p.png"
     Image.fromarray(smooth_colour_image(32, 32)).save(photo)

@@ -21,6 +21,8 @@ from vidcolor.image import colorize_picture, read_image, write_image
 from vidcolor.inputs import IMAGE_SUFFIXES, VIDEO_SUFFIXES, expand_inputs, sniff_kind
 from vidcolor.keyframes import keyframes_folder
 
+OUTPUT_TAG = "_color"  # what the default output's name adds to the input's stem
+
 
 def default_output(path: Path, kind: str, folder: Path | None = None) -> Path:
     """``name_color.ext`` beside the input (or in ``folder``); keeps a known extension."""
@@ -29,8 +31,16 @@ def default_output(path: Path, kind: str, folder: Path | None = None) -> Path:
         suffix = ".png"
     if kind == "video" and suffix not in VIDEO_SUFFIXES:
         suffix = ".mkv"
-    name = f"{path.stem}_color{suffix if suffix != path.suffix.lower() else path.suffix}"
+    name = f"{path.stem}{OUTPUT_TAG}{suffix if suffix != path.suffix.lower() else path.suffix}"
     return (folder or path.parent) / name
+
+
+def earlier_outputs(files: list[Path]) -> list[Path]:
+    """The files of ``files`` that look like vidcolor's default outputs of others among them: in
+    the same folder, named ``name_color`` (any extension) beside a ``name``. A folder colorized
+    twice would otherwise colorize its first run's outputs too."""
+    stems = {(f.parent, f.stem) for f in files}
+    return [f for f in files if f.stem.endswith(OUTPUT_TAG) and (f.parent, f.stem.removesuffix(OUTPUT_TAG)) in stems]
 
 
 @dataclass
@@ -67,9 +77,21 @@ def plan_jobs(
     report: Callable[[str], None],
     note: Callable[[str], None] | None = None,
 ) -> list[Job]:
-    """Pair each input with its output; bad inputs are reported (``report``) and left out, links
-    skipped in folders noted (``note``)."""
+    """Pair each input with its output; bad inputs are reported (``report``) and left out; links
+    skipped in folders, and the earlier outputs found in them (:func:`earlier_outputs`; a file
+    named as an input is kept), noted (``note``)."""
     files = expand_inputs(inputs, report=report, note=note)
+    given = set(inputs)
+    skipped = [f for f in earlier_outputs(files) if f not in given]
+    if skipped:
+        left_out = set(skipped)
+        files = [f for f in files if f not in left_out]
+        if note is not None:
+            names = ", ".join(f.name for f in skipped[:3]) + (" ..." if len(skipped) > 3 else "")
+            note(
+                f"skipped {len(skipped)} earlier output(s) found in the folder(s) ({names}); "
+                "name such a file to colorize it"
+            )
     several = len(files) > 1 or any(p.is_dir() for p in inputs)
     folder = None
     if output is not None and (several or output.is_dir() or (not output.suffix and not output.exists())):
