@@ -153,6 +153,10 @@ def test_a_folder_colorized_twice_leaves_its_earlier_outputs_alone(tmp_path):
     assert again.returncode == 0, again.stderr
     assert "skipped 2 earlier output(s)" in again.stderr and "colorized 2 of 2" in again.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "a_color.png", "b.jpg", "b_color.jpg"]
+    (tmp_path / "._a.png").write_bytes(b"\x00\x05\x16\x07 resource fork")  # a copy's metadata
+    hidden = run_cli(str(tmp_path), "--overwrite")
+    assert hidden.returncode == 0 and "skipped 1 hidden file(s) (._a.png)" in hidden.stderr, hidden.stderr
+    (tmp_path / "._a.png").unlink()
     # named on its own, an earlier output is colorized like any photo
     named = run_cli(str(tmp_path / "a_color.png"))
     assert named.returncode == 0 and (tmp_path / "a_color_color.png").exists()

@@ -114,7 +114,9 @@ def expand_inputs(
     report: Callable[[str], None] | None = None,
     note: Callable[[str], None] | None = None,
 ) -> list[Path]:
-    """Folders become the image and video files they hold (sorted; sub-folders too if ``recursive``).
+    """Folders become the image and video files they hold (sorted; sub-folders too if ``recursive``),
+    less hidden ones (``.NAME``: another run's partial output, a copy's ``._NAME`` metadata), which
+    are noted (``note``).
 
     Files are kept as given (their kind is sniffed later). A folder with no image or video file
     is passed to ``report`` (a callable taking the message) and skipped; without ``report`` it
@@ -127,6 +129,12 @@ def expand_inputs(
             continue
         wanted = IMAGE_SUFFIXES | VIDEO_SUFFIXES
         found = [p for p in walk_files(item, recursive, note) if p.suffix.lower() in wanted]
+        hidden = [p for p in found if p.name.startswith(".")]
+        if hidden:
+            found = [p for p in found if not p.name.startswith(".")]
+            if note is not None:
+                names = ", ".join(p.name for p in hidden[:3]) + (" ..." if len(hidden) > 3 else "")
+                note(f"{item}: skipped {len(hidden)} hidden file(s) ({names})")
         if not found:
             message = f"{item}: no image or video files in this folder"
             if report is None:
