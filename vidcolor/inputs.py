@@ -25,6 +25,7 @@ from vidcolor.errors import VidcolorError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"}
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv", ".flv", ".ogv"}
+HIDDEN_PREFIX = "."  # work folders, partial files, the server's own folders, ._NAME metadata
 # ffmpeg demuxers that take any file by its name or as raw bytes: never a film.
 NOT_VIDEO_FORMATS = {"image2", "tty", "data", "rawvideo", "bin"}
 # Pillow formats that may hold an animation (then read as a film when FFmpeg can).
@@ -129,9 +130,9 @@ def expand_inputs(
             continue
         wanted = IMAGE_SUFFIXES | VIDEO_SUFFIXES
         found = [p for p in walk_files(item, recursive, note) if p.suffix.lower() in wanted]
-        hidden = [p for p in found if p.name.startswith(".")]
+        hidden = [p for p in found if p.name.startswith(HIDDEN_PREFIX)]
         if hidden:
-            found = [p for p in found if not p.name.startswith(".")]
+            found = [p for p in found if not p.name.startswith(HIDDEN_PREFIX)]
             if note is not None:
                 names = ", ".join(p.name for p in hidden[:3]) + (" ..." if len(hidden) > 3 else "")
                 note(f"{item}: skipped {len(hidden)} hidden file(s) ({names})")

@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from vidcolor.errors import VidcolorError
-from vidcolor.inputs import IMAGE_SUFFIXES, VIDEO_SUFFIXES, sniff_kind, walk_files
+from vidcolor.inputs import HIDDEN_PREFIX, IMAGE_SUFFIXES, VIDEO_SUFFIXES, sniff_kind, walk_files
 
-HIDDEN_PREFIX = "."  # work folders, partial files and the server's own folders start with it
 UPLOAD_CHUNK = 1 << 20
 
 
