@@ -33,7 +33,7 @@ from vidcolor.film.frames import luma_to_lightness_8bit, shrink_luma
 from vidcolor.film.source import ColourEncoding, SourceFilm
 from vidcolor.guidance import KeyMemory, ShotGuide, cells
 from vidcolor.image import read_image, write_image
-from vidcolor.inputs import IMAGE_SUFFIXES
+from vidcolor.inputs import HIDDEN_PREFIX, IMAGE_SUFFIXES
 
 NAME_PATTERN = re.compile(r"^(?:(?P<frame>\d+)|t(?P<seconds>\d+(?:\.\d*)?))$")
 NAMING = "name each keyframe by its frame number (000120.png) or its time in seconds (t83.500.png)"
@@ -77,7 +77,7 @@ def keyframe_files(folder: Path) -> list[KeyframeFile]:
         raise VidcolorError(f"--keyframes {folder}: not a folder")
     files: list[KeyframeFile] = []
     for path in sorted(folder.iterdir()):
-        if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.startswith("."):
+        if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.startswith(HIDDEN_PREFIX):
             continue
         match = NAME_PATTERN.match(path.stem)
         if match is None:
