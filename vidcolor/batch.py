@@ -18,7 +18,7 @@ from vidcolor.film.journal import work_folder
 from vidcolor.film.ray import RayCluster, colorize_films_on_ray
 from vidcolor.hints import read_hints
 from vidcolor.image import colorize_picture, read_image, write_image
-from vidcolor.inputs import IMAGE_SUFFIXES, VIDEO_SUFFIXES, expand_inputs, sniff_kind
+from vidcolor.inputs import IMAGE_SUFFIXES, VIDEO_SUFFIXES, expand_inputs, few_names, sniff_kind
 from vidcolor.keyframes import keyframes_folder
 
 OUTPUT_TAG = "_color"  # what the default output's name adds to the input's stem
@@ -87,9 +87,8 @@ def plan_jobs(
         left_out = set(skipped)
         files = [f for f in files if f not in left_out]
         if note is not None:
-            names = ", ".join(f.name for f in skipped[:3]) + (" ..." if len(skipped) > 3 else "")
             note(
-                f"skipped {len(skipped)} earlier output(s) found in the folder(s) ({names}); "
+                f"skipped {len(skipped)} earlier output(s) found in the folder(s) ({few_names(skipped)}); "
                 "name such a file to colorize it"
             )
     several = len(files) > 1 or any(p.is_dir() for p in inputs)

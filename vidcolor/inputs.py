@@ -109,6 +109,11 @@ def walk_files(folder: Path, recursive: bool = True, report: Callable[[str], Non
     return sorted(files)
 
 
+def few_names(paths: list[Path], shown: int = 3) -> str:
+    """The first ``shown`` file names of ``paths``, comma-separated, with `` ...`` when there are more."""
+    return ", ".join(p.name for p in paths[:shown]) + (" ..." if len(paths) > shown else "")
+
+
 def expand_inputs(
     inputs: list[Path],
     recursive: bool = False,
@@ -134,8 +139,7 @@ def expand_inputs(
         if hidden:
             found = [p for p in found if not p.name.startswith(HIDDEN_PREFIX)]
             if note is not None:
-                names = ", ".join(p.name for p in hidden[:3]) + (" ..." if len(hidden) > 3 else "")
-                note(f"{item}: skipped {len(hidden)} hidden file(s) ({names})")
+                note(f"{item}: skipped {len(hidden)} hidden file(s) ({few_names(hidden)})")
         if not found:
             message = f"{item}: no image or video files in this folder"
             if report is None:
