@@ -18,7 +18,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image
 
-from vidcolor.batch import default_output
+from vidcolor.batch import OUTPUT_TAG, default_output
 from vidcolor.colorizer import Colorizer, ColorizerSpec
 from vidcolor.errors import VidcolorError
 from vidcolor.hints import read_hints
@@ -160,7 +160,7 @@ class PhotoDesk:
 
     def download_name(self, photo: Photo) -> str:
         """The result's name for the user: their file's stem with ``_color`` and the result's suffix."""
-        return f"{Path(photo.name).stem}_color{photo.result.suffix if photo.result else ''}"
+        return f"{Path(photo.name).stem}{OUTPUT_TAG}{photo.result.suffix if photo.result else ''}"
 
     def archive(self) -> bytes:
         """Every rendered result in one ZIP (each under its download name, numbered when two clash)."""
@@ -173,7 +173,7 @@ class PhotoDesk:
                 name, number = self.download_name(photo), 1
                 while name in names:
                     number += 1
-                    name = f"{Path(photo.name).stem}_color-{number}{photo.result.suffix}"
+                    name = f"{Path(photo.name).stem}{OUTPUT_TAG}-{number}{photo.result.suffix}"
                 names.add(name)
                 archive.write(photo.result, name)
         return out.getvalue()
