@@ -16,7 +16,13 @@ from vidcolor.cli import main
 from vidcolor.inputs import find_images, is_held_out
 from vidcolor.models import DEFAULT_WEIGHTS, VidNet, load_model
 from vidcolor.train.data import degrade_lightness, fade_chroma, load_image_set, random_crops
-from vidcolor.train.losses import ab_mse, distillation_loss, rebalanced_cross_entropy, shift_consistency
+from vidcolor.train.losses import (
+    ab_mse,
+    distillation_loss,
+    greyness_weight,
+    rebalanced_cross_entropy,
+    shift_consistency,
+)
 
 
 def test_rebalanced_cross_entropy_hand_value():
@@ -451,6 +457,25 @@ def test_shift_consistency_is_zero_for_colours_that_move_with_the_content_and_gr
         shift_consistency(field, field, (0, 90), stride)
 
 
+def test_greyness_weight_holds_grey_cells_and_frees_coloured_ones_in_the_consistency_term():
+    """The weight is 1 at grey, falls linearly with chroma and is 0 from ``free_chroma`` on; the
+    weighted term counts the disagreement only where the weight is."""
+    ab = torch.tensor([[0.0, 3.0, 6.0, 30.0], [0.0, 4.0, 8.0, 0.0]]).reshape(1, 2, 1, 4)
+    assert greyness_weight(ab, 20.0)[0, 0].tolist() == pytest.approx([1.0, 0.75, 0.5, 0.0])
+    with pytest.raises(ValueError, match="free_chroma"):
+        greyness_weight(ab, 0.0)
+    generator = torch.Generator().manual_seed(1)
+    field, other = torch.randn(2, 1, 5, 12, 12, generator=generator)
+    uniform = shift_consistency(field, other, (0, 0), 4)
+    everywhere = shift_consistency(field, other, (0, 0), 4, torch.ones(1, 12, 12))
+    assert everywhere.item() == pytest.approx(uniform.item())
+    assert shift_consistency(field, other, (0, 0), 4, torch.zeros(1, 12, 12)).item() == 0.0
+    left_half = torch.zeros(1, 12, 12)
+    left_half[..., :6] = 1
+    half = shift_consistency(field, other, (0, 0), 4, left_half).item()
+    assert 0 < half < uniform.item()
+
+
 def test_a_training_step_with_the_consistency_term_sees_two_views_and_trains():
     from vidcolor.bins import gamut_bins
     from vidcolor.models import build_model
@@ -464,18 +489,20 @@ def test_a_training_step_with_the_consistency_term_sees_two_views_and_trains():
     images = torch.from_numpy(np.stack([smooth_colour_image(56, 56, seed=i) for i in range(2)])).permute(0, 3, 1, 2)
     batches = []
     losses = {}
-    for weight in (0.0, 1.0):
+    for weight, free in ((0.0, 0.0), (1.0, 0.0), (1.0, 20.0)):
         torch.manual_seed(0)
         fresh = build_model("vidnet", {"widths": [8, 8, 8, 8], "num_bins": len(bins)}, bins)
         fresh.load_state_dict(model.state_dict())
         fresh.register_forward_hook(lambda module, inputs, output: batches.append(len(inputs[0])))
         parts = StepParts(fresh, build_optimizer(fresh, TrainConfig(data=[])), None, bins, torch.ones(len(bins)))
-        parts.consistency = weight
+        parts.consistency, parts.consistency_free = weight, free
         before = [p.detach().clone() for p in fresh.parameters()]
-        losses[weight] = training_step(parts, images, 32, 1e-2, torch.Generator().manual_seed(3))
-        assert torch.isfinite(losses[weight])
+        losses[weight, free] = training_step(parts, images, 32, 1e-2, torch.Generator().manual_seed(3))
+        assert torch.isfinite(losses[weight, free])
         assert any(not torch.equal(a, b) for a, b in zip(before, fresh.parameters(), strict=True))
-    assert batches == [2, 4]  # the second view goes through the network beside the first
+    assert batches == [2, 4, 4]  # the second view goes through the network beside the first
+    # the same views, the term counted only where the targets are near grey: a smaller loss
+    assert losses[1.0, 20.0] < losses[1.0, 0.0]
     with pytest.raises(ValueError, match="needs images of 48 px"):
         training_step(parts, images[..., :40, :40], 32, 1e-2, torch.Generator().manual_seed(3))
 
@@ -485,8 +512,11 @@ def test_train_cli_records_the_consistency_weight_and_refuses_it_for_regression(
     out = tmp_path / "run"
     args = ["train", str(train), "--out", str(out), "--size", "32", "--batch-size", "4", "--arch", "vidnet"]
     args += ["--widths", "8,8,16,16", "--steps", "2", "--device", "cpu"]
-    result = CliRunner().invoke(main, [*args, "--consistency", "0.5"])
+    result = CliRunner().invoke(main, [*args, "--consistency", "0.5", "--consistency-free", "20"])
     assert result.exit_code == 0, result.output
-    assert json.loads((out / "model.json").read_text())["consistency"] == 0.5
+    card = json.loads((out / "model.json").read_text())
+    assert card["consistency"] == 0.5 and card["consistency_free"] == 20
+    alone = CliRunner().invoke(main, [*args, "--consistency-free", "20"])
+    assert alone.exit_code != 0 and "--consistency-free" in alone.output
     refused = CliRunner().invoke(main, [*args, "--consistency", "0.5", "--loss", "regression"])
     assert refused.exit_code != 0 and "--consistency" in refused.output

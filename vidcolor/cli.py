@@ -373,6 +373,14 @@ def frames(film: Path, times: tuple[float, ...], output: Path) -> None:
     "and the divergence between the two colourings of the content both show joins the loss (films: colours "
     "that hold still as the camera moves). Costs a second pass: about half the images a second.",
 )
+@option_from(
+    TrainConfig,
+    "consistency_free",
+    "--consistency-free",
+    type=click.FloatRange(0),
+    help="With --consistency: hold only near-grey targets still, the weight falling from 1 at grey to 0 "
+    "at this chroma (ab units, e.g. 20), so coloured regions stay free to take their colours (0: everywhere).",
+)
 @click.option("--val-limit", type=int, help="Validate on at most this many images.")
 @option_from(TrainConfig, "checkpoint_every", "--checkpoint-every", type=int)
 @click.option("--val-every", type=int, help="Steps between validations (default: every epoch).")
@@ -417,6 +425,8 @@ def train(
         raise click.BadParameter("must be in [0, 1)", param_hint="--ema")
     if settings["consistency"] and (teacher or settings["loss"] != "classification"):
         raise click.BadParameter("needs the classification loss without a teacher", param_hint="--consistency")
+    if settings["consistency_free"] and not settings["consistency"]:
+        raise click.BadParameter("needs --consistency", param_hint="--consistency-free")
     # the architecture's settings the command line gives (the rest: its defaults, or the --init model's)
     net: dict = {"decoder": decoder} if decoder else {}
     if widths:

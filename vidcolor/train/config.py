@@ -32,6 +32,7 @@ class TrainConfig:
     degrade: bool = False
     low_colour: float = 0.0  # share of each batch trained as a faded, low-colour scene
     consistency: float = 0.0  # weight of the shift-consistency term (losses.shift_consistency)
+    consistency_free: float = 0.0  # > 0: the consistency term holds near-grey targets only (losses.greyness_weight)
     workers: int = 2
     checkpoint_every: int = 500
     val_every: int | None = None  # steps between validations; None: every epoch

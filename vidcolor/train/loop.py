@@ -411,6 +411,7 @@ def _step_loop(run: _Run) -> None:
         teacher=teacher,
         low_colour=config.low_colour,
         consistency=config.consistency,
+        consistency_free=config.consistency_free,
     )
     total, validate_every = run.total, config.val_every or run.per_epoch
     console.print(
@@ -535,6 +536,7 @@ def _export(run: _Run, metrics: dict | None, path: Path | None = None) -> None:
         "rebalance_lambda": config.rebalance_lambda,
         "low_colour": config.low_colour,
         "consistency": config.consistency,
+        "consistency_free": config.consistency_free,
         "default_decoding": {"method": VALIDATION_DECODING.method, "temperature": VALIDATION_DECODING.temperature},
         "data": {
             "train": config.data,

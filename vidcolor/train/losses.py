@@ -59,7 +59,11 @@ def ab_mse(predicted_ab: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
 
 
 def shift_consistency(
-    logits: torch.Tensor, shifted_logits: torch.Tensor, shift: tuple[int, int], stride: int
+    logits: torch.Tensor,
+    shifted_logits: torch.Tensor,
+    shift: tuple[int, int],
+    stride: int,
+    cell_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """How differently a network colours the same content moved by a few pixels (films: colours
     that hold still as the camera moves, instead of flickering with the content's place on the
@@ -76,8 +80,11 @@ def shift_consistency(
         shifted_logits: ``(B, Q, h, w)`` its output for the view moved by ``shift``.
         shift: ``(dy, dx)`` in input pixels, each of magnitude below ``(h - 4) * stride``.
         stride: input pixels per output cell.
+        cell_weight: optional ``(B, h, w)`` weights in [0, 1] on the first view's cells (read at the
+            same places as its probabilities), e.g. :func:`greyness_weight` of the target colours.
     Returns:
-        scalar, >= 0 (0 when the outputs agree), mean over the shared cells and the batch.
+        scalar, >= 0 (0 when the outputs agree), mean over the shared cells and the batch of the
+        (weighted) divergence.
     """
     _, _, h, w = logits.shape
     dy, dx = shift[0] / stride, shift[1] / stride
@@ -95,5 +102,26 @@ def shift_consistency(
     moved = torch.nn.functional.grid_sample(probs, grid, mode="bilinear", align_corners=True)
     shifted = torch.softmax(shifted_logits.float(), dim=1)[:, :, keep_rows][:, :, :, keep_cols]
     floor = 1e-8
-    divergence = (moved - shifted) * (torch.log(moved + floor) - torch.log(shifted + floor))
-    return 0.5 * divergence.sum(dim=1).mean()
+    divergence = 0.5 * ((moved - shifted) * (torch.log(moved + floor) - torch.log(shifted + floor))).sum(dim=1)
+    if cell_weight is not None:
+        weight = torch.nn.functional.grid_sample(cell_weight[:, None].float(), grid, align_corners=True)
+        divergence = divergence * weight[:, 0]
+    return divergence.mean()
+
+
+def greyness_weight(ab: torch.Tensor, free_chroma: float) -> torch.Tensor:
+    """Per-pixel weight that is 1 where a colour is grey and falls linearly to 0 at ``free_chroma``.
+
+    With it the shift-consistency term holds near-grey regions (walls, sky, streets: where films
+    flicker most visibly) still and leaves coloured ones free to take their colours.
+
+    Args:
+        ab: ``(B, 2, h, w)`` target colours in Lab units.
+        free_chroma: chroma (ab units, > 0) from which a pixel's weight is 0.
+    Returns:
+        ``(B, h, w)`` weights in [0, 1].
+    """
+    if free_chroma <= 0:
+        raise ValueError(f"free_chroma must be > 0, got {free_chroma}")
+    chroma = torch.linalg.vector_norm(ab.float(), dim=1)
+    return (1 - chroma / free_chroma).clamp(0, 1)

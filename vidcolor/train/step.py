@@ -13,7 +13,13 @@ import torch
 from vidcolor.color import normalize_lightness, rgb_to_lab
 from vidcolor.models import ColorNet
 from vidcolor.train.data import degrade_lightness, fade_chroma, film_grain, random_crops, shifted_crops
-from vidcolor.train.losses import ab_mse, distillation_loss, rebalanced_cross_entropy, shift_consistency
+from vidcolor.train.losses import (
+    ab_mse,
+    distillation_loss,
+    greyness_weight,
+    rebalanced_cross_entropy,
+    shift_consistency,
+)
 
 CONSISTENCY_SHIFT = 8  # the largest shift of the consistency term's second view, in pixels (2 output cells)
 CONSISTENCY_GRAIN = 1.5  # the largest standard deviation of the grain on the second view, in L units
@@ -34,6 +40,7 @@ class StepParts:
     low_colour: float = 0.0  # share of each batch whose target colours are faded (fade_chroma)
     precision: str = "f32"  # "bf16": the forward pass under bf16 autocast (CUDA always autocasts to bf16)
     consistency: float = 0.0  # weight of the shift-consistency term (classification without a teacher)
+    consistency_free: float = 0.0  # > 0: the term holds only near-grey targets (losses.greyness_weight)
 
 
 def training_step(
@@ -43,7 +50,8 @@ def training_step(
 
     With ``parts.consistency`` (classification, no teacher) each crop is also seen moved by up to
     ``CONSISTENCY_SHIFT`` pixels with fresh grain, and ``consistency`` x the divergence of the two
-    colourings (:func:`~vidcolor.train.losses.shift_consistency`) joins the loss.
+    colourings (:func:`~vidcolor.train.losses.shift_consistency`) joins the loss; with
+    ``parts.consistency_free`` the divergence counts only where the target colours are near grey.
 
     Args:
         images: ``(B, 3, S, S)`` uint8 RGB on the model's device, S >= ``crop``.
@@ -90,7 +98,9 @@ def training_step(
     elif parts.bins is not None:
         loss = rebalanced_cross_entropy(out_map, target_ab, parts.bins.to(images.device), parts.weights)
         if second_map is not None:
-            loss = loss + parts.consistency * shift_consistency(out_map, second_map, shift, model.output_stride)
+            cell_weight = greyness_weight(target_ab, parts.consistency_free) if parts.consistency_free > 0 else None
+            divergence = shift_consistency(out_map, second_map, shift, model.output_stride, cell_weight)
+            loss = loss + parts.consistency * divergence
     else:
         loss = ab_mse(out_map, target_ab)
     parts.optimizer.zero_grad(set_to_none=True)
