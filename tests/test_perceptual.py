@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from threadpoolctl import threadpool_info
 
 from tests.conftest import SHARED, run_cli, smooth_colour_image
 from vidcolor import perceptual
@@ -23,6 +24,21 @@ def test_frechet_distance_known_answers():
     assert perceptual.frechet_distance(shifted, a) == pytest.approx(4.0, abs=1e-6)
     scaled = a * 2.0  # trace(S1 + S2 - 2 sqrt(S1 S2)) = 3 * (4 + 1 - 4) = 3 for unit covariance
     assert perceptual.frechet_distance(scaled, a) == pytest.approx(3.0, rel=0.1)
+
+
+def test_frechet_maths_runs_on_one_blas_thread(monkeypatch):
+    """OpenBLAS's threaded product stalled for minutes in `vidcolor eval` on a 2-core VM."""
+    seen = []
+    real_cov = np.cov
+
+    def recording_cov(*args, **kwargs):
+        seen.extend(pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas")
+        return real_cov(*args, **kwargs)
+
+    monkeypatch.setattr(perceptual.np, "cov", recording_cov)
+    rng = np.random.default_rng(1)
+    perceptual.frechet_distance(rng.standard_normal((6, 64)), rng.standard_normal((5, 64)))
+    assert seen and set(seen) == {1}
 
 
 def test_the_judge_sees_a_photo_and_its_grey_copy_differently():

@@ -21,6 +21,7 @@ import warnings
 import numpy as np
 import scipy.linalg
 import torch
+from threadpoolctl import threadpool_limits
 from torch import nn
 from torch.nn import functional
 
@@ -92,7 +93,19 @@ def judge_images(judge: Lite0Classifier, rgb: torch.Tensor) -> tuple[np.ndarray,
 
 def frechet_distance(features: np.ndarray, reference: np.ndarray) -> float:
     """Frechet distance between Gaussians fitted to two sets of features ``(N, D)`` and ``(M, D)``:
-    ``|mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2))``. Needs at least 2 rows in each."""
+    ``|mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2))``. Needs at least 2 rows in each.
+
+    The maths runs on one BLAS thread: numpy's OpenBLAS (0.3.31) threaded the covariance's
+    product and, in ``vidcolor eval`` on a 2-core AMD VM beside torch's threads, its main thread
+    spun for minutes waiting on a worker that slept (a lost wake-up; seen with ``py-spy``). One
+    thread takes about a second for 1280-d features, far less than torch's judging of the photos.
+    """
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _frechet(features, reference)
+
+
+def _frechet(features: np.ndarray, reference: np.ndarray) -> float:
+    """:func:`frechet_distance`'s maths, on whatever BLAS threads the caller allows."""
     mu1, mu2 = features.mean(axis=0), reference.mean(axis=0)
     s1, s2 = np.cov(features, rowvar=False), np.cov(reference, rowvar=False)
     with warnings.catch_warnings():  # fewer photos than feature dimensions: singular, as expected
