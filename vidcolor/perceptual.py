@@ -98,7 +98,8 @@ def frechet_distance(features: np.ndarray, reference: np.ndarray) -> float:
     The maths runs on one BLAS thread: numpy's OpenBLAS (0.3.31) threaded the covariance's
     product and, in ``vidcolor eval`` on a 2-core AMD VM beside torch's threads, its main thread
     spun for minutes waiting on a worker that slept (a lost wake-up; seen with ``py-spy``). One
-    thread takes about a second for 1280-d features, far less than torch's judging of the photos.
+    thread was also faster there: 4.2-4.5 s for 1280-d features against 6.2-7.2 s threaded
+    (benchmarks/RESULTS.md, session 21).
     """
     with threadpool_limits(limits=1, user_api="blas"):
         return _frechet(features, reference)
