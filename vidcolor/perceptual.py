@@ -97,25 +97,21 @@ def frechet_distance(features: np.ndarray, reference: np.ndarray) -> float:
 
     The maths runs on one BLAS thread: numpy's OpenBLAS (0.3.31) threaded the covariance's
     product and, in ``vidcolor eval`` on a 2-core AMD VM beside torch's threads, its main thread
-    spun for minutes waiting on a worker that slept (a lost wake-up; seen with ``py-spy``). One
+    spun for minutes in OpenBLAS's ``inner_thread`` while the process's other threads slept
+    (``py-spy``; our reading: a worker that never woke). One
     thread was also faster there: 4.2-4.5 s for 1280-d features against 6.2-7.2 s threaded
     (benchmarks/RESULTS.md, session 21).
     """
     with threadpool_limits(limits=1, user_api="blas"):
-        return _frechet(features, reference)
-
-
-def _frechet(features: np.ndarray, reference: np.ndarray) -> float:
-    """:func:`frechet_distance`'s maths, on whatever BLAS threads the caller allows."""
-    mu1, mu2 = features.mean(axis=0), reference.mean(axis=0)
-    s1, s2 = np.cov(features, rowvar=False), np.cov(reference, rowvar=False)
-    with warnings.catch_warnings():  # fewer photos than feature dimensions: singular, as expected
-        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
-        root = scipy.linalg.sqrtm(s1 @ s2)
-    if not np.isfinite(root).all():  # nearly singular: offset both (as FID implementations do)
-        offset = np.eye(len(s1)) * 1e-6
-        root = scipy.linalg.sqrtm((s1 + offset) @ (s2 + offset))
-    trace = np.trace(s1) + np.trace(s2) - 2.0 * np.trace(root.real)
+        mu1, mu2 = features.mean(axis=0), reference.mean(axis=0)
+        s1, s2 = np.cov(features, rowvar=False), np.cov(reference, rowvar=False)
+        with warnings.catch_warnings():  # fewer photos than feature dimensions: singular, as expected
+            warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+            root = scipy.linalg.sqrtm(s1 @ s2)
+        if not np.isfinite(root).all():  # nearly singular: offset both (as FID implementations do)
+            offset = np.eye(len(s1)) * 1e-6
+            root = scipy.linalg.sqrtm((s1 + offset) @ (s2 + offset))
+        trace = np.trace(s1) + np.trace(s2) - 2.0 * np.trace(root.real)
     return float(((mu1 - mu2) ** 2).sum() + trace)
 
 
